@@ -1,0 +1,59 @@
+"""rfviz: see how convolutions change sizes and receptive fields.
+
+The arithmetic (:mod:`rfviz.arithmetic`, :mod:`rfviz.field`) is plain Python and imports
+at once. Drawing (matplotlib) and, later, model tracing (torch) load on first use, so
+``import rfviz`` stays fast and never imports torch.
+
+>>> from rfviz import conv_output_size, ReceptiveField
+>>> conv_output_size(224, kernel=11)
+214
+>>> ReceptiveField().then(kernel=3, stride=2).then(kernel=2).size     # 3 + (2-1)*2
+5
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .arithmetic import (
+    conv_output_size,
+    conv_transpose_output_size,
+    effective_kernel,
+    explain_output_size,
+    pool_output_size,
+    same_padding,
+)
+from .field import Layer, ReceptiveField, layer_sizes
+
+__version__ = "0.1.0"
+
+# Names whose modules import matplotlib: loaded when first asked for.
+_LAZY = {
+    "draw_pixels1d": "rfviz.draw.pixels1d",
+    "layout_pixels1d": "rfviz.draw.pixels1d",
+}
+
+__all__ = [
+    "Layer",
+    "ReceptiveField",
+    "conv_output_size",
+    "conv_transpose_output_size",
+    "effective_kernel",
+    "explain_output_size",
+    "layer_sizes",
+    "pool_output_size",
+    "same_padding",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rfviz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

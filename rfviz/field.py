@@ -1,0 +1,185 @@
+"""Receptive fields along one axis: which input pixels an output unit can see.
+
+A field is three ints (the notation of Araujo et al., "Computing Receptive Fields of
+Convolutional Neural Networks", Distill 2019):
+
+- ``size``: how many input pixels one unit sees (first to last, inclusive),
+- ``stride``: how far apart, in input pixels, two neighbouring units' fields start (the *jump*),
+- ``padding``: how far left of pixel 0 the field of unit 0 starts (the *effective padding*).
+
+Output unit ``i`` then sees input pixels ``i*stride - padding`` … ``i*stride - padding + size - 1``
+(0-based; negative indices and indices past the end fall in the padding).
+
+>>> first = ReceptiveField().then(kernel=3, stride=2)     # seed 001's Filter 1
+>>> first.span(0), first.span(1)                          # 1-based: [1 2 3] and [3 4 5]
+((0, 2), (2, 4))
+>>> first.then(kernel=2)                                  # Filter 2: r = 3 + (2-1)*2
+ReceptiveField(size=5, stride=2, padding=0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .arithmetic import _check_int, conv_output_size, effective_kernel, pool_output_size
+
+__all__ = ["Layer", "ReceptiveField", "layer_sizes"]
+
+OPS = ("conv", "maxpool", "avgpool")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution or pooling along one axis, in torch's terms (``padding`` per side).
+
+    >>> Layer(3, stride=2, padding=1)
+    Layer(kernel=3, stride=2, padding=1)
+    >>> Layer(3, stride=2, padding=1).output_size(7)          # (7 + 2 - 3) // 2 + 1
+    4
+    """
+
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    op: str = "conv"
+    ceil_mode: bool = False
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_int("kernel", self.kernel, 1)
+        _check_int("stride", self.stride, 1)
+        _check_int("padding", self.padding, 0)
+        _check_int("dilation", self.dilation, 1)
+        if self.op not in OPS:
+            raise ValueError(f"op={self.op!r} is not known; valid: one of {', '.join(OPS)}")
+        if self.op == "avgpool" and self.dilation != 1:
+            raise ValueError(f"dilation={self.dilation} is out of range: avgpool has no dilation; "
+                             "valid: dilation=1")
+        if self.op == "conv" and self.ceil_mode:
+            raise ValueError("ceil_mode=True is only for pooling; valid for op='conv': False")
+
+    def __repr__(self) -> str:
+        shown = [f"kernel={self.kernel}"]
+        defaults = {"stride": 1, "padding": 0, "dilation": 1, "op": "conv", "ceil_mode": False,
+                    "name": ""}
+        for field_name, default in defaults.items():
+            value = getattr(self, field_name)
+            if value != default:
+                shown.append(f"{field_name}={value!r}")
+        return f"Layer({', '.join(shown)})"
+
+    @property
+    def span(self) -> int:
+        """Input pixels one window covers, dilation included."""
+        return effective_kernel(self.kernel, self.dilation)
+
+    @property
+    def label(self) -> str:
+        """A short description such as ``'conv k=3 s=2 p=1'``."""
+        parts = [self.name or self.op, f"k={self.kernel}", f"s={self.stride}", f"p={self.padding}"]
+        if self.dilation != 1:
+            parts.append(f"d={self.dilation}")
+        if self.ceil_mode:
+            parts.append("ceil")
+        return " ".join(parts)
+
+    def output_size(self, size: int) -> int:
+        """Output length for an input of ``size`` pixels (raises as torch would refuse)."""
+        if self.op == "conv":
+            return conv_output_size(size, self.kernel, self.stride, self.padding, self.dilation)
+        return pool_output_size(size, self.kernel, self.stride, self.padding, self.dilation,
+                                self.ceil_mode)
+
+    def window(self, unit: int) -> range:
+        """Indices in this layer's input (padding included: may be < 0) that ``unit`` reads.
+
+        >>> list(Layer(3, stride=2, padding=1, dilation=2).window(1))
+        [1, 3, 5]
+        """
+        first = unit * self.stride - self.padding
+        return range(first, first + self.span, self.dilation)
+
+
+def as_layer(spec: Layer | tuple | dict) -> Layer:
+    """Accept a ``Layer``, a tuple ``(kernel, stride, padding[, dilation])`` or a dict."""
+    if isinstance(spec, Layer):
+        return spec
+    if isinstance(spec, dict):
+        return Layer(**spec)
+    if isinstance(spec, tuple | list):
+        return Layer(*spec)
+    raise TypeError(f"a layer must be a Layer, a (kernel, stride, padding) tuple or a dict, "
+                    f"got {spec!r}")
+
+
+def layer_sizes(layers: Iterable[Layer | tuple | dict], size: int) -> list[int]:
+    """Length of the input and after each layer.
+
+    >>> layer_sizes([(11, 4, 0), (3, 2, 0)], 227)     # AlexNet's conv1 and pool1
+    [227, 55, 27]
+    """
+    sizes = [_check_int("size", size, 1)]
+    for layer in map(as_layer, layers):
+        sizes.append(layer.output_size(sizes[-1]))
+    return sizes
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """The field of a unit along one axis; the default is the identity (a pixel sees itself).
+
+    >>> size, stride, padding = ReceptiveField.of([(7, 2, 3), (3, 2, 1)])   # resnet's stem
+    >>> size, stride, padding                                              # 7 + (3-1)*2 = 11
+    (11, 4, 5)
+    """
+
+    size: int = 1
+    stride: int = 1
+    padding: int = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.size, self.stride, self.padding))
+
+    def then(self, kernel: int, stride: int = 1, padding: int = 0,
+             dilation: int = 1) -> ReceptiveField:
+        """The field after one more layer: r' = r + (k-1)·d·jump, jump' = jump·s.
+
+        >>> ReceptiveField().then(3).then(3).then(3)        # three 3x3 convs see 7 pixels
+        ReceptiveField(size=7, stride=1, padding=0)
+        """
+        span = effective_kernel(kernel, dilation)
+        stride = _check_int("stride", stride, 1)
+        padding = _check_int("padding", padding, 0)
+        return ReceptiveField(
+            size=self.size + (span - 1) * self.stride,
+            stride=self.stride * stride,
+            padding=self.padding + padding * self.stride,
+        )
+
+    @classmethod
+    def of(cls, layers: Iterable[Layer | tuple | dict]) -> ReceptiveField:
+        """The field of a stack of layers, first layer first."""
+        field = cls()
+        for layer in map(as_layer, layers):
+            field = field.then(layer.kernel, layer.stride, layer.padding, layer.dilation)
+        return field
+
+    def span(self, unit: int) -> tuple[int, int]:
+        """First and last input pixel (0-based, inclusive) that output ``unit`` sees.
+
+        >>> ReceptiveField(size=267, stride=16, padding=133).span(0)   # resnet50 layer3
+        (-133, 133)
+        """
+        first = unit * self.stride - self.padding
+        return first, first + self.size - 1
+
+    def center(self, unit: int) -> float:
+        """Input coordinate of the centre of ``unit``'s field (pixel ``k`` is centred on ``k``).
+
+        >>> ReceptiveField(size=4, stride=2, padding=1).center(0)     # pixels -1 … 2
+        0.5
+        """
+        first, last = self.span(unit)
+        return (first + last) / 2

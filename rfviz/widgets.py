@@ -1,0 +1,230 @@
+"""Slider panels for the notebooks: change a layer, watch the diagram and the formula follow.
+
+The panel draws into one persistent, pyplot-free matplotlib figure and shows it as a PNG in
+an ``ipywidgets.Image``: no flicker, no duplicated figures, and the image scales down to
+the notebook's width. Every change goes through :meth:`ConvPanel.update`, so tests can
+drive the sliders exactly as a person does, without a browser.
+
+A combination torch would refuse never shows a traceback: pooling's padding range adapts
+to the kernel, and a layer that does not fit is named in one line under the sliders while
+the diagram shows the layers that do.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from dataclasses import dataclass, replace
+
+import ipywidgets as widgets
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from .arithmetic import explain_output_size
+from .draw.pixels1d import draw_pixels1d
+from .field import Layer, ReceptiveField
+
+__all__ = ["ConvPanel", "PanelState", "conv_panel"]
+
+OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool"}
+DPI = 100
+
+
+@dataclass(frozen=True)
+class PanelState:
+    """What the sliders say, as plain values."""
+
+    size: int = 16
+    kernel: int = 3
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    layers: int = 1
+    unit: int = 0
+    op: str = "conv"
+    ceil_mode: bool = False
+
+    @property
+    def layer(self) -> Layer:
+        return Layer(self.kernel, self.stride, self.padding, self.dilation, op=self.op,
+                     ceil_mode=self.ceil_mode and self.op != "conv")
+
+
+@dataclass(frozen=True)
+class PanelView:
+    """What the panel shows for a state: the layers drawn, the top unit, the readout lines."""
+
+    layers: tuple[Layer, ...]
+    sizes: tuple[int, ...]
+    unit: int | None
+    lines: tuple[str, ...]
+    problem: str | None = None
+
+
+def describe(state: PanelState) -> PanelView:
+    """Work out, without drawing, what to show for ``state`` (pure; never raises ValueError).
+
+    >>> view = describe(PanelState(size=7, kernel=3, stride=2))
+    >>> view.sizes, view.lines[0]
+    ((7, 3), 'O = ⌊(7 + 2·0 − 1·(3−1) − 1) / 2⌋ + 1 = ⌊4 / 2⌋ + 1 = 3')
+    >>> describe(PanelState(size=4, kernel=3, stride=2, layers=2)).problem
+    'layer 2 does not fit: kernel=3 spans 3 pixels but the padded input has only 1 \
+(size=1, padding=0); valid: kernel ≤ 1'
+    """
+    layer = state.layer
+    fitted, sizes, problem = [], [state.size], None
+    for number in range(1, state.layers + 1):
+        try:
+            sizes.append(layer.output_size(sizes[-1]))
+        except ValueError as error:
+            problem = f"layer {number} does not fit: {error}"
+            break
+        fitted.append(layer)
+    if not fitted:
+        return PanelView((), tuple(sizes), None, (), problem)
+    first = explain_output_size(state.size, layer.kernel, layer.stride, layer.padding,
+                                layer.dilation, layer.ceil_mode)
+    lines = [first]
+    if len(fitted) > 1:
+        lines.append("sizes layer by layer: " + " → ".join(map(str, sizes)))
+    unit = min(state.unit, sizes[-1] - 1)
+    field = ReceptiveField.of(fitted)
+    low, high = field.span(unit)
+    lines.append(f"top unit {unit} sees input pixels {low}…{high}: field {field.size} px, "
+                 f"jump {field.stride} px, effective padding {field.padding} px")
+    return PanelView(tuple(fitted), tuple(sizes), unit, tuple(lines), problem)
+
+
+class ConvPanel:
+    """Sliders for kernel, stride, padding, dilation and input size over a stacked diagram.
+
+    ``layers`` repeats the same layer, to watch fields grow; ``unit`` picks the top unit
+    whose field is traced. Display the panel by leaving it as a cell's last expression.
+
+    >>> panel = ConvPanel(size=7, kernel=3, stride=2)
+    >>> panel.sliders["stride"].value = 1          # as a person moving the slider would
+    >>> panel.view.sizes
+    (7, 5)
+    """
+
+    def __init__(self, *, index_base: int = 0, **values) -> None:
+        state = PanelState(**values)
+        self.index_base = index_base
+        self._figure = Figure(dpi=DPI)
+        FigureCanvasAgg(self._figure)
+        style = {"description_width": "5.5em"}
+        layout = widgets.Layout(width="20em")
+
+        def slider(name: str, low: int, high: int, description: str) -> widgets.IntSlider:
+            return widgets.IntSlider(value=getattr(state, name), min=low, max=high,
+                                     description=description, style=style, layout=layout,
+                                     continuous_update=True)
+
+        self.sliders = {
+            "size": slider("size", 1, 64, "input size"),
+            "kernel": slider("kernel", 1, 9, "kernel"),
+            "stride": slider("stride", 1, 5, "stride"),
+            "padding": slider("padding", 0, 4, "padding"),
+            "dilation": slider("dilation", 1, 3, "dilation"),
+            "layers": slider("layers", 1, 4, "layers"),
+            "unit": slider("unit", 0, 63, "top unit"),
+        }
+        self.op = widgets.ToggleButtons(
+            options=list(OPS.items()), value=state.op, style={"button_width": "6.5em"})
+        self.ceil_mode = widgets.Checkbox(value=state.ceil_mode, description="ceil_mode",
+                                          indent=False)
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.readout = widgets.HTML()
+        left = widgets.VBox([self.sliders[n] for n in ("size", "kernel", "stride", "padding")])
+        right = widgets.VBox([*(self.sliders[n] for n in ("dilation", "layers", "unit")),
+                              self.ceil_mode])
+        self.widget = widgets.VBox([self.op, widgets.HBox([left, right]), self.readout,
+                                    self.image])
+        self.view: PanelView | None = None
+        self._updating = False
+        for control in [*self.sliders.values(), self.op, self.ceil_mode]:
+            control.observe(self.update, names="value")
+        self.update()
+
+    @property
+    def state(self) -> PanelState:
+        values = {name: s.value for name, s in self.sliders.items()}
+        return PanelState(**values, op=self.op.value, ceil_mode=self.ceil_mode.value)
+
+    def set(self, **values) -> PanelView:
+        """Move several controls at once (one redraw), e.g. ``panel.set(kernel=5, stride=2)``."""
+        unknown = set(values) - set(PanelState.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown control(s) {sorted(unknown)}; valid: "
+                             f"{', '.join(PanelState.__dataclass_fields__)}")
+        self._updating = True
+        try:
+            self.sliders["unit"].max = 63  # the unit's real range is known only after the rest
+            for name, value in values.items():
+                control = {"op": self.op, "ceil_mode": self.ceil_mode}.get(name)
+                (control or self.sliders[name]).value = value
+        finally:
+            self._updating = False
+        self.update()
+        return self.view
+
+    def update(self, change=None) -> None:
+        """Adapt the ranges to the state, then redraw; a failure shows as one line."""
+        if self._updating:
+            return
+        self._updating = True
+        try:
+            state = self._adapt_ranges(self.state)
+            self.view = describe(state)
+            self._show(self.view)
+        except Exception as error:  # a widget must never show a traceback
+            self.readout.value = _line(f"unexpected error ({type(error).__name__}: {error})",
+                                       "#D55E00")
+        finally:
+            self._updating = False
+
+    def _adapt_ranges(self, state: PanelState) -> PanelState:
+        pooling = state.op != "conv"
+        self.ceil_mode.disabled = not pooling
+        padding = self.sliders["padding"]
+        padding.max = state.kernel // 2 if pooling else 4  # torch: pooling padding ≤ kernel // 2
+        dilation = self.sliders["dilation"]
+        dilation.disabled = state.op == "avgpool"
+        if dilation.disabled:
+            dilation.value = 1
+        return replace(self.state, ceil_mode=self.ceil_mode.value and pooling)
+
+    def _show(self, view: PanelView) -> None:
+        unit = self.sliders["unit"]
+        unit.max = max(view.sizes[len(view.layers)] - 1, 0)
+        unit.disabled = view.unit is None
+        lines = [_line(html.escape(text)) for text in view.lines]
+        if view.problem:
+            lines.append(_line(html.escape(view.problem), "#D55E00"))
+        self.readout.value = "".join(lines)
+        draw_pixels1d(view.layers, view.sizes[0], highlight=view.unit, figure=self._figure,
+                      index_base=self.index_base)
+        self.image.value = _png(self._figure)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def conv_panel(**values) -> ConvPanel:
+    """A :class:`ConvPanel`, e.g. ``conv_panel(size=12, kernel=3, stride=2)``."""
+    return ConvPanel(**values)
+
+
+def _line(text: str, color: str = "inherit") -> str:
+    return f'<div style="font-family: monospace; color: {color}">{text}</div>'
+
+
+def _png(figure: Figure) -> bytes:
+    """The figure as PNG bytes; fast compression, since it only crosses a local socket."""
+    canvas = figure.canvas
+    canvas.draw()
+    buffer = io.BytesIO()
+    Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).save(
+        buffer, format="png", compress_level=1)
+    return buffer.getvalue()

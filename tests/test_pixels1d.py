@@ -1,0 +1,175 @@
+"""The 1D diagram: its geometry against torch, and what it draws."""
+
+import random
+
+import matplotlib
+import pytest
+import torch
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from torch import nn
+
+from rfviz.draw.pixels1d import PALETTE, _label_step, draw_pixels1d, layout_pixels1d
+from rfviz.field import Layer, layer_sizes
+
+matplotlib.use("Agg")
+
+
+def test_seed_001_picture():
+    # k=3, s=2 over 7 pixels: unit 0 sees [0 1 2], unit 1 sees [2 3 4] (1-based [1 2 3], [3 4 5]).
+    for unit, window in [(0, {0, 1, 2}), (1, {2, 3, 4})]:
+        assert layout_pixels1d([(3, 2, 0)], 7, highlight=unit).input_cells == window
+    # Filter 2 (k=2, s=1) on top: its unit 0 sees the union [0 … 4].
+    two = layout_pixels1d([(3, 2, 0), (2, 1, 0)], 7, highlight=0)
+    assert two.highlighted[1] == {0, 1}
+    assert two.input_cells == {0, 1, 2, 3, 4}
+
+
+def test_rows_hold_padding_cells_of_the_layer_above():
+    diagram = layout_pixels1d([Layer(3, 2, 1), Layer(3, 1, 2)], 8)
+    assert [row.size for row in diagram.rows] == [8, (8 + 2 - 3) // 2 + 1, 4 + 4 - 3 + 1]
+    assert diagram.rows[0].cells == range(-1, 9)  # one padding cell per side
+    assert diagram.rows[1].cells == range(-2, 6)
+    assert diagram.rows[2].cells == range(0, 6)  # the top row is not padded
+    assert [c for c in diagram.rows[0].cells if diagram.rows[0].is_padding(c)] == [-1, 8]
+
+
+def test_ceil_mode_window_past_the_padding_is_drawn():
+    # 5 pixels, max pool k=3 s=3 ceil_mode: 2 windows, the second reads 3, 4 and index 5 (past).
+    diagram = layout_pixels1d([Layer(3, 3, 0, op="maxpool", ceil_mode=True)], 5, highlight=1)
+    assert diagram.rows[1].size == 2
+    assert diagram.rows[0].cells == range(0, 6)
+    assert diagram.highlighted[0] == {3, 4, 5}
+    assert diagram.input_cells == {3, 4}
+
+
+def test_cells_sit_above_the_centre_of_their_field():
+    diagram = layout_pixels1d([(3, 2, 1), (2, 2, 0)], 9)
+    top = diagram.rows[2]
+    for unit in range(top.size):
+        first, last = top.field.span(unit)
+        assert top.x(unit) == (first + last) / 2
+
+
+def test_errors_name_the_layer_and_the_range():
+    with pytest.raises(ValueError, match=r"layer 3 \(conv k=3 s=2 p=0\): kernel=3 spans 3 pixels"):
+        layout_pixels1d([(3, 2, 0)] * 3, 7)
+    with pytest.raises(ValueError, match=r"highlight=3 is out of range: .* 0 ≤ highlight ≤ 2"):
+        layout_pixels1d([(3, 2, 0)], 7, highlight=3)
+
+
+# --- torch as the oracle: the highlighted input cells are exactly the gradient support ----
+
+
+def torch_stack(layers):
+    modules = []
+    for layer in layers:
+        if layer.op == "conv":
+            conv = nn.Conv1d(1, 1, layer.kernel, layer.stride, layer.padding, layer.dilation,
+                             dtype=torch.float64)
+            nn.init.uniform_(conv.weight, 0.1, 1.0)  # positive: no cancellation to zero
+            modules.append(conv)
+        else:
+            modules.append(nn.AvgPool1d(layer.kernel, layer.stride, layer.padding,
+                                        ceil_mode=layer.ceil_mode))
+    return nn.Sequential(*modules)
+
+
+def random_layers(rng):
+    layers = []
+    for _ in range(rng.randint(1, 4)):
+        if rng.random() < 0.3:
+            kernel = rng.randint(1, 4)
+            layers.append(Layer(kernel, rng.randint(1, 3), rng.randint(0, kernel // 2),
+                                op="avgpool", ceil_mode=rng.random() < 0.5))
+        else:
+            layers.append(Layer(rng.randint(1, 5), rng.randint(1, 3), rng.randint(0, 2),
+                                rng.randint(1, 3)))
+    return layers
+
+
+def random_cases(count, seed=3):
+    rng = random.Random(seed)
+    while count:
+        layers, size = random_layers(rng), rng.randint(4, 40)
+        try:
+            layer_sizes(layers, size)
+        except ValueError:
+            continue
+        count -= 1
+        yield layers, size
+
+
+@pytest.mark.parametrize(("layers", "size"), list(random_cases(60)))
+def test_highlighted_input_is_the_gradient_support(layers, size):
+    torch.manual_seed(0)
+    stack = torch_stack(layers)
+    x = torch.rand(1, 1, size, dtype=torch.float64, requires_grad=True)
+    out = stack(x)
+    for unit in range(out.shape[-1]):
+        (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
+        support = set(torch.nonzero(grad[0, 0]).flatten().tolist())
+        assert layout_pixels1d(layers, size, highlight=unit).input_cells == support
+
+
+# --- drawing ------------------------------------------------------------------------
+
+
+def collection(fig, kind):
+    (found,) = [c for c in fig.axes[0].collections if isinstance(c, kind)]
+    return found
+
+
+def test_draws_one_box_per_cell_and_colours_the_field():
+    layers = [Layer(3, 2, 1), Layer(3, 1, 1)]
+    fig = draw_pixels1d(layers, 9, highlight=1, figure=Figure())
+    diagram = layout_pixels1d(layers, 9, highlight=1)
+    boxes = collection(fig, PolyCollection)
+    assert len(boxes.get_paths()) == sum(len(row.cells) for row in diagram.rows)
+    faces = [tuple(face) for face in boxes.get_facecolors()]
+    lit_real = sum(1 for row, lit in zip(diagram.rows, diagram.highlighted, strict=True)
+                   for cell in lit if not row.is_padding(cell))
+    lit_padding = sum(len(lit) for lit in diagram.highlighted) - lit_real
+    assert faces.count(to_rgba(PALETTE["field"])) == lit_real
+    assert faces.count(to_rgba(PALETTE["field_padding"])) == lit_padding == 1  # cell -1 of input
+
+
+def test_64_cells_per_row_stay_labelled_and_readable():
+    layers = [Layer(3, 1, 1)] * 4
+    fig = draw_pixels1d(layers, 64, highlight=30, figure=Figure())
+    labels = collection(fig, PathCollection)
+    assert len(labels.get_offsets()) == 5 * 64  # every real cell has its index
+    (size,) = labels.get_sizes()
+    assert size**0.5 >= 5.5  # font size in points
+
+
+@pytest.mark.parametrize("points_per_pixel", [2.0, 3.0, 6.0, 9.0, 16.0])
+@pytest.mark.parametrize("longest", [1, 2, 3])
+def test_labels_fit_in_the_cells_they_label(points_per_pixel, longest):
+    fontsize, step = _label_step(points_per_pixel, longest)
+    label_width = 0.64 * fontsize * longest  # DejaVu Sans digits are ~0.64 em wide
+    assert label_width <= step * points_per_pixel * 0.85
+    assert step == 1 or fontsize < 10
+
+
+def test_index_base_one_shows_the_seed_labels():
+    fig = draw_pixels1d([(3, 2, 0)], 7, highlight=1, index_base=1, figure=Figure())
+    title = fig.axes[0].texts[-1].get_text()
+    assert title.startswith("top unit 2 sees input 3…5")
+
+
+def test_reusing_a_figure_keeps_one_axes_and_changes_the_picture():
+    fig = Figure()
+    draw_pixels1d([(3, 1, 0)], 12, highlight=0, figure=fig)
+    before = len(collection(fig, PolyCollection).get_paths())
+    draw_pixels1d([(5, 2, 1)], 12, highlight=0, figure=fig)
+    assert len(fig.axes) == 1
+    assert len(collection(fig, PolyCollection).get_paths()) != before
+
+
+def test_draws_into_a_given_axes():
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert draw_pixels1d([(3, 1, 1)], 5, ax=ax) is fig
+    assert len(ax.collections) == 4  # links, lit links, cells, labels
