@@ -23,6 +23,7 @@ from .arithmetic import (
     pool_output_size,
     same_padding,
 )
+from .exercises import check
 from .field import Layer, ReceptiveField, layer_sizes
 
 __version__ = "0.1.0"
@@ -31,11 +32,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "draw_pixels1d": "rfviz.draw.pixels1d",
     "layout_pixels1d": "rfviz.draw.pixels1d",
+    "conv_panel": "rfviz.widgets",
 }
 
 __all__ = [
     "Layer",
     "ReceptiveField",
+    "check",
     "conv_output_size",
     "conv_transpose_output_size",
     "effective_kernel",

@@ -224,5 +224,5 @@ def explain_output_size(
     )
     plain = (-(-numerator // stride) if ceil_mode else numerator // stride) + 1
     if plain != out:
-        text += f" = {plain}, minus the last window, which would start in the padding"
+        return f"{text} = {plain}, but window {plain} would start in the right padding: O = {out}"
     return f"{text} = {out}"

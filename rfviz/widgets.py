@@ -207,8 +207,11 @@ class ConvPanel:
                       index_base=self.index_base)
         self.image.value = _png(self._figure)
 
+    def __repr__(self) -> str:
+        return f"ConvPanel({self.state})"
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
 
 
 def conv_panel(**values) -> ConvPanel:

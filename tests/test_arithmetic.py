@@ -98,6 +98,7 @@ def test_conv_transpose1d_sweep_matches_torch():
     )
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dilation", DILATIONS)
 def test_same_padding_is_what_torch_does_for_padding_same(kernel, dilation):

@@ -305,5 +305,6 @@ def _title(diagram: Diagram1d, index_base: int) -> str:
             f"{first + index_base}…{last + index_base} ({top.field.size} px)")
     outside = (last - first + 1) - len(seen)
     if seen and outside:
-        text += f"; {outside} of them fall in padding or between taps"
+        verb = "falls" if outside == 1 else "fall"
+        text += f"; {outside} of them {verb} in padding or between taps"
     return text

@@ -1,0 +1,95 @@
+"""How fast the 1D diagram draws, and how fast the slider panel answers.
+
+Prints medians measured side by side in one run (machines are noisy; compare ratios):
+
+- render: ``draw_pixels1d`` of 5 rows x 64 cells into a reused figure + an Agg draw.
+  Target ≤ 40 ms.
+- the same diagram with one ``Text`` artist per index label, the naive way, for comparison.
+- update: one slider step of ``ConvPanel`` (layout, draw, PNG encode). Target ≤ 50 ms.
+- ``import rfviz`` in a fresh interpreter.
+
+Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_draw.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from rfviz.draw.pixels1d import ROW_PITCH, draw_pixels1d, layout_pixels1d  # noqa: E402
+from rfviz.field import Layer  # noqa: E402
+from rfviz.widgets import ConvPanel  # noqa: E402
+
+LAYERS = [Layer(3, 1, 1)] * 4  # 4 layers over 64 pixels: 5 rows of 64 cells
+SIZE = 64
+REPEATS = 25
+
+
+def median_ms(action, repeats: int = REPEATS) -> float:
+    action()  # warm caches (glyph paths, fonts)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def render(figure: Figure) -> None:
+    draw_pixels1d(LAYERS, SIZE, highlight=30, figure=figure)
+    figure.canvas.draw()
+
+
+def render_with_text_labels(figure: Figure) -> None:
+    """The same picture, but each index label a Text artist (what we avoid)."""
+    draw_pixels1d(LAYERS, SIZE, highlight=30, figure=figure)
+    ax = figure.axes[0]
+    for collection in [c for c in ax.collections if isinstance(c, PathCollection)]:
+        collection.remove()
+    diagram = layout_pixels1d(LAYERS, SIZE, highlight=30)
+    for r, row in enumerate(diagram.rows):
+        for cell in range(row.size):
+            ax.text(row.x(cell), r * ROW_PITCH + 0.5, str(cell), ha="center", va="center",
+                    fontsize=6)
+    figure.canvas.draw()
+
+
+def import_ms() -> float:
+    code = "import time; t = time.perf_counter(); import rfviz; print(time.perf_counter() - t)"
+    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout) for _ in range(5)]
+    return 1000 * statistics.median(runs)
+
+
+def main() -> None:
+    figure = Figure(dpi=100)
+    FigureCanvasAgg(figure)
+    ours = median_ms(lambda: render(figure))
+    naive = median_ms(lambda: render_with_text_labels(figure), repeats=7)
+
+    panel = ConvPanel(size=SIZE, kernel=3, stride=1, padding=1, layers=4, unit=30)
+    kernels = iter([5, 3] * (REPEATS + 1))
+    update = median_ms(lambda: setattr(panel.sliders["kernel"], "value", next(kernels)))
+    units = iter(list(range(10, 50)) * 2)
+    highlight = median_ms(lambda: setattr(panel.sliders["unit"], "value", next(units)))
+
+    print(f"render 5x64 diagram, glyph-path labels : {ours:7.1f} ms   (target ≤ 40)")
+    print(f"render 5x64 diagram, one Text per label: {naive:7.1f} ms   "
+          f"({naive / ours:.1f}x slower)")
+    print(f"panel update, kernel step (structure)  : {update:7.1f} ms   (target ≤ 50)")
+    print(f"panel update, unit step (highlight)    : {highlight:7.1f} ms   (target ≤ 50)")
+    print(f"import rfviz (fresh interpreter)       : {import_ms():7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
