@@ -1,0 +1,240 @@
+"""rfviz.trace on hand-built networks with hand-worked answers, and on torchvision models."""
+
+import warnings
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from rfviz.trace import RfvizWarning, receptive_field, trace
+
+
+def conv(k, s=1, p=0, d=1, c_in=4, c_out=4, **kwargs):
+    return nn.Conv2d(c_in, c_out, k, stride=s, padding=p, dilation=d, **kwargs)
+
+
+class Residual(nn.Module):
+    """x + body(x) with an optional strided 1x1 shortcut (ResNet's downsampling block)."""
+
+    def __init__(self, body, shortcut=None):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut or nn.Identity()
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
+class Concat(nn.Module):
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+def stem():
+    return nn.Sequential(conv(3, c_in=3), nn.ReLU())
+
+
+# --- sequential stacks: the recurrence, per axis --------------------------------------
+
+
+def test_sequential_stack_matches_the_recurrence():
+    # conv 7/2 p3, pool 3/2 p1, conv 3 p1: 7; 7 + 2*2 = 11; 11 + 2*4 = 19; padding 3 + 2 + 4
+    net = nn.Sequential(conv(7, 2, 3, c_in=3), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.MaxPool2d(3, 2, 1), conv(3, 1, 1))
+    field = receptive_field(net, input_size=64)
+    assert (field.size, field.stride, field.padding) == ((19, 19), (4, 4), (9, 9))
+
+
+def test_h_and_w_are_kept_apart():
+    net = nn.Sequential(conv((1, 7), p=(0, 3), c_in=3), conv((7, 1), p=(3, 0)),
+                        conv((3, 5), s=(1, 2)))
+    field = receptive_field(net, input_size=(32, 48))
+    # H: 1 -> 7 -> 7 + 2 = 9; W: 7 -> 7 -> 7 + 4 = 11, then stride 2 along W only.
+    assert field.size == (9, 11)
+    assert field.stride == (1, 2)
+    assert receptive_field(net, "0", input_size=(32, 48)).size == (1, 7)
+
+
+def test_dilation_groups_and_string_padding():
+    net = nn.Sequential(conv(3, d=2, c_in=3, padding_mode="reflect"),
+                        conv(3, p="same", d=3, groups=2), conv(5, p="valid", groups=4))
+    field = receptive_field(net, input_size=40)
+    assert field.size == (1 + 4 + 6 + 4,) * 2
+    assert field.padding == (0 + 3 + 0,) * 2  # 'same' pads 3*(3-1)//2 on the left
+
+
+def test_conv1d_models_have_one_axis():
+    net = nn.Sequential(nn.Conv1d(2, 4, 5, stride=2), nn.Conv1d(4, 4, 3))
+    field = receptive_field(net, input_size=50)
+    assert (field.size, field.stride) == ((5 + 2 * 2,), (2,))
+
+
+def test_activations_norms_dropout_are_identity_for_the_field():
+    layers = [nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.GELU(),
+              nn.Hardswish(), nn.Identity(), nn.SiLU()]
+    net = nn.Sequential(conv(3, c_in=3), *layers)
+    assert receptive_field(net, input_size=16).size == (3, 3)
+
+
+# --- branches ---------------------------------------------------------------------------
+
+
+def test_residual_add_takes_the_union_of_spans():
+    # body: two 3x3 (field 5, padding 2); shortcut: identity (field 1, padding 0).
+    # union: padding max(2, 0) = 2, last = max(5-2, 1-0) = 3 -> size 5.
+    net = nn.Sequential(stem(), Residual(nn.Sequential(conv(3, p=1), conv(3, p=1))))
+    field = receptive_field(net, input_size=16)
+    assert field.size == (3 + 4, 3 + 4)
+
+
+def test_union_of_branches_that_are_offset():
+    # Both branches give 4 outputs from 16 pixels, but unit i of branch a sees 4i-2 … 4i+2 and
+    # unit i of branch b sees 4i-1 … 4i+3: the sum sees 4i-2 … 4i+3, 6 pixels, padding 2.
+    net = Concat(conv(5, s=4, p=2, c_in=3), conv(5, s=4, p=1, c_in=3))
+    field = receptive_field(net, input_size=16)
+    assert (field.size, field.stride, field.padding) == ((6, 6), (4, 4), (2, 2))
+    assert field.h.span(1) == (4 - 2, 4 + 3)
+
+
+def test_concatenation_merges_inception_style_branches():
+    net = Concat(conv(1, c_in=3), conv(3, p=1, c_in=3), conv(5, p=2, c_in=3),
+                 nn.Sequential(nn.MaxPool2d(3, 1, 1), conv(1, c_in=3)))
+    assert receptive_field(net, input_size=16).size == (5, 5)
+
+
+def test_misaligned_branches_raise_naming_the_axis():
+    class Misaligned(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = conv((3, 3), s=(2, 1), p=1, c_in=3)  # 16x16 -> 8x16, stride 2 along H
+            self.b = conv((9, 3), p=(0, 1), c_in=3)  # 16x16 -> 8x16 too, but stride 1
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    with pytest.raises(ValueError, match=r"disagree on the stride along H: 1 vs 2"):
+        trace(Misaligned(), input_size=(16, 16))
+
+
+def test_channel_shuffle_and_split_keep_the_field():
+    model = torchvision.models.shufflenet_v2_x0_5(weights=None)
+    table = trace(model, input_size=224)
+    assert not any(row.field.unknown for row in table)
+    assert table["conv5"].field.size == receptive_field(model, "stage4", 224).size
+
+
+# --- global context ---------------------------------------------------------------------
+
+
+def test_adaptive_pool_to_one_and_flatten_linear_are_global():
+    net = nn.Sequential(conv(3, c_in=3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    table = trace(net, input_size=16)
+    assert [row.field.is_global for row in table] == [False, True, True, True]
+    flat = nn.Sequential(conv(3, c_in=3), nn.Flatten(), nn.Linear(4 * 14 * 14, 2))
+    assert [row.field.is_global for row in trace(flat, 16)] == [False, False, True]
+
+
+def test_adaptive_pool_that_divides_is_a_window():
+    net = nn.Sequential(conv(3, c_in=3), nn.AdaptiveAvgPool2d(7))
+    field = receptive_field(net, input_size=16)  # 14 -> 7: kernel 2, stride 2
+    assert (field.size, field.stride) == ((4, 4), (2, 2))
+
+
+def test_squeeze_excite_makes_the_field_global():
+    model = torchvision.models.mobilenet_v3_small(weights=None)
+    table = trace(model, input_size=224)
+    first_se = next(i for i, row in enumerate(table) if "block.1" in row.name)
+    assert not table[first_se - 1].field.is_global
+    assert table["features.1"].field.is_global
+    assert str(table["features.1"].field) == "global"
+
+
+# --- never guess ------------------------------------------------------------------------
+
+
+def test_unknown_op_warns_with_its_type_and_makes_fields_unknown():
+    net = nn.Sequential(conv(3, c_in=3), nn.Upsample(scale_factor=2), conv(3))
+    with pytest.warns(RfvizWarning, match=r"cannot follow Upsample at '1'"):
+        table = trace(net, input_size=16)
+    assert [bool(row.field.unknown) for row in table] == [False, True, True]
+    assert str(table[2].field) == "unknown"
+
+
+def test_no_warning_for_ops_after_the_requested_layer():
+    net = nn.Sequential(conv(3, c_in=3), nn.Upsample(scale_factor=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert receptive_field(net, "0", input_size=16).size == (3, 3)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def test_non_module_is_refused():
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module, got str"):
+        trace("resnet50")
+
+
+def test_input_too_small_names_the_layer():
+    # vgg16 halves 16 pixels four times to 1; pool5 then has nothing to pool.
+    with pytest.raises(ValueError, match=r"input_size is too small .* at 'features.30' the "
+                                         r"input has shape \(512, 1, 1\)"):
+        trace(torchvision.models.vgg16(weights=None), input_size=16)
+
+
+def test_unknown_layer_lists_the_closest_names():
+    with pytest.raises(ValueError, match=r"layer='layer5' is not in the model; closest: 'layer"):
+        receptive_field(torchvision.models.resnet18(weights=None), "layer5")
+
+
+def test_bad_input_size_is_refused():
+    with pytest.raises(ValueError, match=r"input_size=\(224, 224, 3\) is not valid: give 2"):
+        trace(nn.Conv2d(3, 3, 3), input_size=(224, 224, 3))
+
+
+def test_model_is_left_as_found():
+    model = torchvision.models.resnet18(weights=None).train()
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    trace(model)
+    assert model.training
+    assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())
+    assert next(model.parameters()).device.type == "cpu"
+
+
+# --- torchvision models: names, shapes, known numbers ---------------------------------------
+
+
+def test_resnet18_shapes_follow_the_paper_table():
+    table = trace(torchvision.models.resnet18(weights=None), input_size=224)
+    shapes = {name: table[name].shape for name in
+              ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")}
+    assert shapes == {"conv1": (64, 112, 112), "maxpool": (64, 56, 56),
+                      "layer1": (64, 56, 56), "layer2": (128, 28, 28),
+                      "layer3": (256, 14, 14), "layer4": (512, 7, 7),
+                      "avgpool": (512, 1, 1), "fc": (1000,)}
+    assert table["layer1.0.add"].op == "add"
+
+
+def test_table_renders_as_text_and_html():
+    table = trace(torchvision.models.resnet18(weights=None), input_size=224)
+    text = str(table)
+    assert text.splitlines()[0].split()[:3] == ["layer", "op", "kernel"]
+    assert "layer4.1.conv2" in text and "global" in text
+    assert table._repr_html_().count("<tr>") == len(table) + 1
+
+
+@pytest.mark.parametrize(("name", "kwargs", "layer", "size", "stride"), [
+    ("resnet50", {}, "layer3", 267, 16),
+    ("resnet50", {}, "layer4", 427, 32),  # torchvision's v1.5; the paper's v1 gives 483
+    ("resnet18", {}, "layer4", 435, 32),
+    ("vgg16", {}, "features.29", 196, 16),  # conv5_3 (+ relu)
+    ("vgg16", {}, "features.30", 212, 32),  # pool5
+])
+def test_known_field_sizes(name, kwargs, layer, size, stride):
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    field = receptive_field(model, layer)
+    assert field.size == (size, size) and field.stride == (stride, stride)
