@@ -31,6 +31,7 @@ import torchvision.ops
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from .arithmetic import conv_output_size, pool_output_size
 from .field import ReceptiveField
 
 __all__ = ["Field", "LayerRow", "LayerTable", "RfvizWarning", "receptive_field", "trace"]
@@ -544,8 +545,14 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo).eval()
 
 
-class _NamedShapeProp(ShapeProp):
-    """Shape propagation that says where the input became too small, in the model's names."""
+class _MetaShapeProp(ShapeProp):
+    """Shape propagation on the meta device that never touches the model's weights.
+
+    Convolutions and pooling get their output shape from :mod:`rfviz.arithmetic` (tested
+    equal to torch), shape-preserving modules pass their input through, and anything else
+    runs on a weightless meta copy of that one module. A failure names the layer, in the
+    model's own names, and the shape that reached it.
+    """
 
     def run_node(self, node):
         try:
@@ -556,8 +563,50 @@ class _NamedShapeProp(ShapeProp):
             where = node.target if node.op == "call_module" else node.name
             message = str(error).strip().splitlines()[0]
             raise ValueError(f"input_size is too small for this model: at {where!r} the input "
-                             f"has shape {shapes[0] if shapes else '?'} (channels, *spatial); "
-                             f"torch says: {message}") from None
+                             f"has shape {shapes[0] if shapes else '?'} (channels, *spatial): "
+                             f"{message}") from None
+
+    def get_attr(self, target, args, kwargs):
+        value = super().get_attr(target, args, kwargs)
+        return torch.empty_like(value, device="meta") if isinstance(value, torch.Tensor) else value
+
+    def call_module(self, target, args, kwargs):
+        module = self.fetch_attr(target)
+        x = args[0]
+        if isinstance(module, ELEMENTWISE_MODULES) and not kwargs and len(args) == 1:
+            return x
+        shape = _module_output_shape(module, tuple(x.shape)) if isinstance(
+            x, torch.Tensor) else None
+        if shape is not None:
+            return torch.empty(shape, device="meta")
+        return _meta_copy(module)(*args, **kwargs)
+
+
+def _module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Output shape of a conv or pooling module by the arithmetic; None for anything else."""
+    spatial = shape[2:]
+    n = len(spatial)
+    if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d) and len(spatial) == len(
+            module.kernel_size):
+        if shape[1] != module.in_channels:
+            return None  # let torch say what is wrong
+        padding = module.padding
+        if padding == "same":
+            return (shape[0], module.out_channels, *spatial)
+        padding = (0,) * n if padding == "valid" else padding
+        sizes = [conv_output_size(*a) for a in zip(spatial, module.kernel_size, module.stride,
+                                                   padding, module.dilation, strict=True)]
+        return (shape[0], module.out_channels, *sizes)
+    pools = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+    if isinstance(module, pools) and not getattr(module, "return_indices", False):
+        kernel = _tuple(module.kernel_size, n)
+        stride = _tuple(module.stride or module.kernel_size, n)
+        dilation = _tuple(getattr(module, "dilation", 1), n)
+        padding = _tuple(module.padding, n)
+        sizes = [pool_output_size(*a, ceil_mode=module.ceil_mode)
+                 for a in zip(spatial, kernel, stride, padding, dilation, strict=True)]
+        return (*shape[:2], *sizes)
+    return None
 
 
 def _input_shape(graph_module: nn.Module, input_size) -> tuple[int, ...]:
@@ -594,14 +643,13 @@ def trace(model: nn.Module, input_size=(224, 224)) -> LayerTable:
 def _trace(model: nn.Module, input_size) -> LayerTable:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    meta_model = _meta_copy(model)
-    try:
-        graph_module = torch.fx.symbolic_trace(meta_model)
+    try:  # tracing records calls; it changes nothing in the model
+        graph_module = torch.fx.symbolic_trace(model)
     except Exception as error:
         raise ValueError(f"torch.fx cannot trace {type(model).__name__}: "
                          f"{str(error).splitlines()[0]}") from None
-    shape = _input_shape(meta_model, input_size)
-    _NamedShapeProp(graph_module).propagate(torch.empty(shape, device="meta"))
+    shape = _input_shape(model, input_size)
+    _MetaShapeProp(graph_module).propagate(torch.empty(shape, device="meta"))
     walk = _Walk(graph_module, spatial=len(shape) - 2)
     rows = walk.run()
     return LayerTable(tuple(rows), shape[1:], tuple(walk.problems))

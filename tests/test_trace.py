@@ -238,3 +238,27 @@ def test_known_field_sizes(name, kwargs, layer, size, stride):
     model = torchvision.models.get_model(name, weights=None, **kwargs)
     field = receptive_field(model, layer)
     assert field.size == (size, size) and field.stride == (stride, stride)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "alexnet", "googlenet", "shufflenet_v2_x0_5",
+                                  "mobilenet_v3_small", "squeezenet1_1"])
+def test_every_module_shape_equals_a_real_forward(name):
+    # Shapes come from rfviz's arithmetic on the meta device; torch, run for real, is the oracle.
+    kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
+    real, hooks = {}, []
+
+    def record(path):
+        def hook(module, inputs, output):  # returns None: the output stays as it is
+            real.setdefault(path, tuple(output.shape[1:]))
+        return hook
+
+    for path, module in model.named_modules():
+        if not list(module.children()):
+            hooks.append(module.register_forward_hook(record(path)))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 97, 131))  # odd sizes exercise the floors
+    for hook in hooks:
+        hook.remove()
+    traced = {row.name: row.shape for row in trace(model, input_size=(97, 131))}
+    assert {path: traced[path] for path in real} == real
