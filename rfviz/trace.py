@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import html
 import operator
 import warnings
 from collections import Counter
@@ -33,6 +32,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from .arithmetic import conv_output_size, pool_output_size
 from .field import ReceptiveField
+from .table import Table
 
 __all__ = ["Field", "LayerRow", "LayerTable", "RfvizWarning", "receptive_field", "trace"]
 
@@ -156,12 +156,14 @@ class LayerTable(Sequence):
         hint = f"; closest: {', '.join(repr(c) for c in close)}" if close else ""
         raise ValueError(f"layer={name!r} is not in the model{hint}")
 
-    def _cells(self) -> list[list[str]]:
-        rows = [["layer", "op", "kernel", "stride", "padding", "dilation", "output", "field",
-                 "jump", "eff. padding"]]
+    def table(self) -> Table:
+        """The rows as a plain :class:`~rfviz.table.Table` (what ``str`` and notebooks show)."""
+        header = ["layer", "op", "kernel", "stride", "padding", "dilation", "output", "field",
+                  "jump", "eff. padding"]
+        body = []
         for row in self.rows:
             known = not (row.field.unknown or row.field.is_global)
-            rows.append([
+            body.append([
                 row.name, row.op,
                 *(_by(v) if v else "" for v in (row.kernel, row.stride, row.padding,
                                                  row.dilation)),
@@ -170,21 +172,13 @@ class LayerTable(Sequence):
                 _by(row.field.stride) if known else "",
                 _by(row.field.padding) if known else "",
             ])
-        return rows
+        return Table(header, body)
 
     def __str__(self) -> str:
-        cells = self._cells()
-        widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                         for row in cells)
+        return str(self.table())
 
     def _repr_html_(self) -> str:
-        head, *body = self._cells()
-        th = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                      for row in body)
-        return (f'<table class="rfviz-table"><thead><tr>{th}</tr></thead>'
-                f"<tbody>{trs}</tbody></table>")
+        return self.table()._repr_html_()
 
     def __repr__(self) -> str:
         return f"<LayerTable: {len(self.rows)} ops, input {tuple(self.input_shape)}>"

@@ -1,0 +1,70 @@
+"""The papers' layer lists against torchvision's models and against seed 001's script."""
+
+import math
+
+import pytest
+import torchvision
+
+from rfviz.architectures import (
+    ALEXNET,
+    RESNET18,
+    RESNET50,
+    RESNET50_V15,
+    VGG16,
+    field_rows,
+    field_table,
+)
+from rfviz.trace import receptive_field
+
+
+def seed_001_out_from_in(conv, layer_in):
+    """Seed 001's computeReceptiveField.py, ported to Python 3 unchanged in substance."""
+    n_in, j_in, r_in, start_in = layer_in
+    k, s, p = conv
+    n_out = math.floor((n_in - k + 2 * p) / s) + 1
+    actual_p = (n_out - 1) * s - n_in + k
+    p_left = math.floor(actual_p / 2)
+    return n_out, j_in * s, r_in + (k - 1) * j_in, start_in + ((k - 1) / 2 - p_left) * j_in
+
+
+def test_alexnet_table_matches_seed_001_script():
+    layer = (227, 1, 1, 0.5)
+    expected = []
+    for spec in ALEXNET:
+        layer = seed_001_out_from_in((spec.kernel, spec.stride, spec.padding), layer)
+        expected.append([spec.name, *map(str, layer[:3]), str(layer[3] - 0.5)])
+    assert field_table(ALEXNET, 227).body == expected
+
+
+def by_name(layers, size):
+    return {layer.name: field for layer, _, field in field_rows(layers, size)}
+
+
+@pytest.mark.parametrize(("layers", "model", "pairs"), [
+    (RESNET18, "resnet18", {"conv2_2b": "layer1", "conv3_2b": "layer2", "conv4_2b": "layer3",
+                            "conv5_2b": "layer4"}),
+    (RESNET50_V15, "resnet50", {"conv2_3c": "layer1", "conv3_4c": "layer2",
+                                "conv4_6c": "layer3", "conv5_3c": "layer4"}),
+    (VGG16, "vgg16", {"pool1": "features.4", "pool3": "features.16", "pool5": "features.30"}),
+])
+def test_layer_lists_agree_with_torchvision(layers, model, pairs):
+    fields = by_name(layers, 224)
+    net = torchvision.models.get_model(model, weights=None)
+    for ours, theirs in pairs.items():
+        traced = receptive_field(net, theirs)
+        assert (fields[ours].size, fields[ours].stride) == (traced.h.size, traced.h.stride)
+        assert fields[ours].padding == traced.h.padding
+
+
+def test_resnet50_v1_and_v15_differ_where_the_stride_sits():
+    v1, v15 = by_name(RESNET50, 224), by_name(RESNET50_V15, 224)
+    assert (v1["conv5_3c"].size, v15["conv5_3c"].size) == (483, 427)
+    assert v1["conv2_3c"] == v15["conv2_3c"]  # no downsampling block yet
+
+
+def test_seed_000_cumulative_column_is_padding_plus_one():
+    # Seed 000's "RF cumulative" after conv2_x … conv5_x: 18, 46, 134, 214.
+    fields = by_name(RESNET50_V15, 224)
+    ends = ["conv2_3c", "conv3_4c", "conv4_6c", "conv5_3c"]
+    assert [fields[name].padding + 1 for name in ends] == [18, 46, 134, 214]
+    assert [fields[name].size for name in ends] == [35, 91, 267, 427]
