@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_draw.py
+	$(PY) benchmarks/bench_trace.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check rfviz tests benchmarks

@@ -28,11 +28,15 @@ from .field import Layer, ReceptiveField, layer_sizes
 
 __version__ = "0.1.0"
 
-# Names whose modules import matplotlib: loaded when first asked for.
+# Names whose modules import matplotlib or torch: loaded when first asked for.
 _LAZY = {
     "draw_pixels1d": "rfviz.draw.pixels1d",
     "layout_pixels1d": "rfviz.draw.pixels1d",
     "conv_panel": "rfviz.widgets",
+    "trace": "rfviz.trace",
+    "receptive_field": "rfviz.trace",
+    "measured_field": "rfviz.probe",
+    "effective_field": "rfviz.probe",
 }
 
 __all__ = [

@@ -18,6 +18,7 @@ import copy
 import difflib
 import operator
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -634,14 +635,34 @@ def trace(model: nn.Module, input_size=(224, 224)) -> LayerTable:
     return table
 
 
-def _trace(model: nn.Module, input_size) -> LayerTable:
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+_GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _graph_module(model: nn.Module) -> torch.fx.GraphModule:
+    """``symbolic_trace(model)``, remembered while the model's module tree stays the same.
+
+    Tracing costs most of a ``receptive_field`` call, and a notebook asks about the same
+    model again and again. The graph records which modules are called, not their settings
+    (those are read afresh on every call), so it stays valid until a submodule is replaced
+    or ``forward`` changes, which the fingerprint notices.
+    """
+    fingerprint = (type(model).forward, *((name, id(m)) for name, m in model.named_modules()))
+    cached = _GRAPHS.get(model)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
     try:  # tracing records calls; it changes nothing in the model
         graph_module = torch.fx.symbolic_trace(model)
     except Exception as error:
         raise ValueError(f"torch.fx cannot trace {type(model).__name__}: "
                          f"{str(error).splitlines()[0]}") from None
+    _GRAPHS[model] = (fingerprint, graph_module)
+    return graph_module
+
+
+def _trace(model: nn.Module, input_size) -> LayerTable:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    graph_module = _graph_module(model)
     shape = _input_shape(model, input_size)
     _MetaShapeProp(graph_module).propagate(torch.empty(shape, device="meta"))
     walk = _Walk(graph_module, spatial=len(shape) - 2)

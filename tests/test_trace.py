@@ -262,3 +262,12 @@ def test_every_module_shape_equals_a_real_forward(name):
         hook.remove()
     traced = {row.name: row.shape for row in trace(model, input_size=(97, 131))}
     assert {path: traced[path] for path in real} == real
+
+
+def test_replacing_a_submodule_is_noticed_by_the_graph_cache():
+    net = nn.Sequential(conv(3, c_in=3), conv(3))
+    assert receptive_field(net, input_size=16).size == (5, 5)
+    net[1] = conv(5)
+    assert receptive_field(net, input_size=16).size == (7, 7)
+    net[1].dilation = (2, 2)  # settings are read afresh on every call
+    assert receptive_field(net, input_size=16).size == (3 + 8, 3 + 8)
