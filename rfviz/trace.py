@@ -29,7 +29,7 @@ import torch.fx
 import torch.nn.functional as F
 import torchvision.ops
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from .arithmetic import conv_output_size, pool_output_size
 from .field import ReceptiveField
@@ -102,6 +102,7 @@ class LayerRow:
     op: str
     shape: tuple[int, ...]  # output shape without the batch dimension, e.g. (C, H, W)
     field: Field
+    input_shape: tuple[int, ...] = ()  # shape of its (first) tensor input, without the batch
     kernel: tuple[int, ...] | None = None
     stride: tuple[int, ...] | None = None
     padding: tuple[int, ...] | None = None
@@ -137,6 +138,11 @@ class LayerTable(Sequence):
 
     def __iter__(self) -> Iterator[LayerRow]:
         return iter(self.rows)
+
+    def only(self, *ops: str) -> LayerTable:
+        """The rows whose op is one of ``ops`` (e.g. ``"Conv2d", "MaxPool2d"``)."""
+        return replace(self, rows=tuple(row for row in self.rows if row.op in ops),
+                       problems=())
 
     def names(self) -> list[str]:
         """Every name :meth:`find` accepts: row names and the module paths they run in."""
@@ -436,6 +442,7 @@ class _Walk:
         self.values[node] = _Value(result.field, result.dims)
         self.rows.append(LayerRow(
             name=self._name(node, op_name), op=op_name, shape=out_shape[1:], field=result.field,
+            input_shape=in_shape[1:],
             scopes=self._scopes(node), node=node.name, **result.params))
 
     def _rule(self, node, value, inputs, in_shape, out_shape):
@@ -540,26 +547,43 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo).eval()
 
 
-class _MetaShapeProp(ShapeProp):
+class _TooSmall(Exception):
+    """Raised inside the interpreter (which decorates messages); re-raised as ValueError."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _MetaShapeProp(torch.fx.Interpreter):
     """Shape propagation on the meta device that never touches the model's weights.
 
     Convolutions and pooling get their output shape from :mod:`rfviz.arithmetic` (tested
     equal to torch), shape-preserving modules pass their input through, and anything else
-    runs on a weightless meta copy of that one module. A failure names the layer, in the
-    model's own names, and the shape that reached it.
+    runs on a weightless meta copy of that one module. Each node gets ``meta["tensor_meta"]``
+    as with torch.fx's ``ShapeProp``. A failure names the layer, in the model's own names,
+    and the shape that reached it.
     """
 
     def run_node(self, node):
         try:
-            return super().run_node(node)
+            result = super().run_node(node)
         except Exception as error:
             shapes = [tuple(a.meta["tensor_meta"].shape[1:]) for a in node.all_input_nodes
                       if hasattr(a.meta.get("tensor_meta"), "shape")]
             where = node.target if node.op == "call_module" else node.name
             message = str(error).strip().splitlines()[0]
-            raise ValueError(f"input_size is too small for this model: at {where!r} the input "
-                             f"has shape {shapes[0] if shapes else '?'} (channels, *spatial): "
-                             f"{message}") from None
+            raise _TooSmall(f"input_size is too small for this model: at {where!r} the input "
+                            f"has shape {shapes[0] if shapes else '?'} (channels, *spatial): "
+                            f"{message}") from None
+        if isinstance(result, torch.Tensor):
+            node.meta["tensor_meta"] = _extract_tensor_metadata(result)
+        elif isinstance(result, tuple | list) and all(isinstance(r, torch.Tensor)
+                                                      for r in result):
+            node.meta["tensor_meta"] = tuple(_extract_tensor_metadata(r) for r in result)
+        else:
+            node.meta.pop("tensor_meta", None)
+        return result
 
     def get_attr(self, target, args, kwargs):
         value = super().get_attr(target, args, kwargs)
@@ -664,7 +688,10 @@ def _trace(model: nn.Module, input_size) -> LayerTable:
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     graph_module = _graph_module(model)
     shape = _input_shape(model, input_size)
-    _MetaShapeProp(graph_module).propagate(torch.empty(shape, device="meta"))
+    try:
+        _MetaShapeProp(graph_module).run(torch.empty(shape, device="meta"))
+    except _TooSmall as error:
+        raise ValueError(error.message) from None
     walk = _Walk(graph_module, spatial=len(shape) - 2)
     rows = walk.run()
     return LayerTable(tuple(rows), shape[1:], tuple(walk.problems))
