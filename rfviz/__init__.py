@@ -33,6 +33,8 @@ _LAZY = {
     "draw_pixels1d": "rfviz.draw.pixels1d",
     "layout_pixels1d": "rfviz.draw.pixels1d",
     "conv_panel": "rfviz.widgets",
+    "draw_overlay2d": "rfviz.draw.overlay2d",
+    "photograph": "rfviz.draw.overlay2d",
     "trace": "rfviz.trace",
     "receptive_field": "rfviz.trace",
     "measured_field": "rfviz.probe",

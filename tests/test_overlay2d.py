@@ -1,0 +1,55 @@
+"""The 2D overlay: the box sits on the unit's span, padding is counted, bad fields refused."""
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from rfviz.draw.overlay2d import draw_overlay2d, photograph
+from rfviz.field import ReceptiveField
+from rfviz.trace import Field
+
+matplotlib.use("Agg")
+
+
+def boxes(fig):
+    return [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
+
+
+def test_box_covers_the_span_of_the_unit_per_axis():
+    h, w = ReceptiveField(11, 4, 5), ReceptiveField(7, 2, 3)  # H and W differ
+    fig = Figure()
+    draw_overlay2d(np.zeros((40, 30)), Field((h, w)), unit=(3, 4), ax=fig.add_subplot())
+    outline = boxes(fig)[-1]
+    (top, bottom), (left, right) = h.span(3), w.span(4)
+    assert outline.get_xy() == (left - 0.5, top - 0.5)
+    assert (outline.get_width(), outline.get_height()) == (right - left + 1, bottom - top + 1)
+
+
+def test_padding_part_is_counted_in_the_title():
+    fig = Figure()
+    # unit 0 of a 5-pixel field with padding 2: rows and columns -2…2, 9 of 25 inside.
+    draw_overlay2d(np.zeros((8, 8, 3)), ReceptiveField(5, 1, 2), unit=(0, 0),
+                   ax=fig.add_subplot())
+    assert fig.axes[0].get_title().endswith(f"{25 - 9} of them in the padding (hatched)")
+
+
+def test_stride_grid_has_one_dot_per_unit():
+    fig = Figure()
+    draw_overlay2d(np.zeros((32, 32)), ReceptiveField(3, 4, 1), unit=(1, 1),
+                   ax=fig.add_subplot(), grid=(8, 6))
+    dots = fig.axes[0].collections[0]
+    assert len(dots.get_offsets()) == 8 * 6
+
+
+def test_global_field_is_refused():
+    with pytest.raises(ValueError, match="has no box to draw: it is global"):
+        draw_overlay2d(np.zeros((8, 8)), Field((ReceptiveField(),) * 2, is_global=True))
+
+
+def test_photograph_is_real_and_resized():
+    image = photograph((60, 40))
+    assert image.shape == (60, 40, 3)
+    assert 0 <= image.min() < image.max() <= 1
+    assert image.std() > 0.1  # a picture, not a flat field
