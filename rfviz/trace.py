@@ -188,7 +188,7 @@ class LayerTable(Sequence):
         return self.table()._repr_html_()
 
     def __repr__(self) -> str:
-        return f"<LayerTable: {len(self.rows)} ops, input {tuple(self.input_shape)}>"
+        return f"<LayerTable: {len(self.rows)} ops, input {tuple(self.input_shape)}>\n{self}"
 
 
 # --- per-op rules ----------------------------------------------------------------------
@@ -304,6 +304,25 @@ def _merge(values: list[_Value], where: str) -> Field:
         last = max(axis.size - axis.padding for axis in branch_axes)
         axes.append(ReceptiveField(size=last + padding, stride=strides[0], padding=padding))
     return Field(tuple(axes))
+
+
+def _transposed(value: _Value, module) -> _Op | str:
+    """A transposed convolution. At stride 1 it is a convolution with the same kernel and
+    padding ``dilation*(kernel-1) - padding`` (negative: it crops). With a larger stride an
+    output unit's field depends on its position modulo the stride: no single field exists."""
+    if any(s != 1 for s in module.stride):
+        return (f"with stride {module.stride} the field of an output unit depends on its "
+                "position modulo the stride, so no single (size, stride, padding) describes it")
+    params = {"kernel": module.kernel_size, "stride": module.stride, "padding": module.padding,
+              "dilation": module.dilation}
+    if value.field.unknown or value.field.is_global:
+        return _Op(value.field, value.dims, params)
+    axes = tuple(
+        ReceptiveField(size=axis.size + d * (k - 1) * axis.stride, stride=axis.stride,
+                       padding=axis.padding + (d * (k - 1) - p) * axis.stride)
+        for axis, k, p, d in zip(value.field.axes, module.kernel_size, module.padding,
+                                 module.dilation, strict=True))
+    return _Op(replace(value.field, axes=axes), value.dims, params)
 
 
 def _linear(value: _Value, ndim: int) -> _Op:
@@ -492,6 +511,8 @@ class _Walk:
         return name, "rfviz has no rule for it"
 
     def _module_rule(self, module, value, in_shape, out_shape):
+        if isinstance(module, nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d):
+            return _transposed(value, module)
         if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
             return _window(value, module.kernel_size, module.stride, module.padding,
                            module.dilation)

@@ -25,7 +25,7 @@ from .arithmetic import explain_output_size
 from .draw.pixels1d import draw_pixels1d
 from .field import Layer, ReceptiveField
 
-__all__ = ["ConvPanel", "PanelState", "conv_panel"]
+__all__ = ["ConvPanel", "OverlayPanel", "PanelState", "conv_panel"]
 
 OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool"}
 DPI = 100
@@ -205,7 +205,7 @@ class ConvPanel:
         self.readout.value = "".join(lines)
         draw_pixels1d(view.layers, view.sizes[0], highlight=view.unit, figure=self._figure,
                       index_base=self.index_base)
-        self.image.value = _png(self._figure)
+        self.image.value = _encode(self._figure, "png")
 
     def __repr__(self) -> str:
         return f"ConvPanel({self.state})"
@@ -223,11 +223,87 @@ def _line(text: str, color: str = "inherit") -> str:
     return f'<div style="font-family: monospace; color: {color}">{text}</div>'
 
 
-def _png(figure: Figure) -> bytes:
-    """The figure as PNG bytes; fast compression, since it only crosses a local socket."""
+def _encode(figure: Figure, kind: str) -> bytes:
+    """The figure as PNG (fast compression: it only crosses a local socket) or JPEG bytes."""
     canvas = figure.canvas
     canvas.draw()
     buffer = io.BytesIO()
-    Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).save(
-        buffer, format="png", compress_level=1)
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba())
+    if kind == "png":
+        image.save(buffer, format="png", compress_level=1)
+    else:
+        image.convert("RGB").save(buffer, format="jpeg", quality=85)
     return buffer.getvalue()
+
+
+class OverlayPanel:
+    """A slider over a model's layers showing one unit's field over a photograph.
+
+    The field of each layer comes from :func:`rfviz.trace.receptive_field` (the model is
+    traced once); the unit sliders adapt to the layer's output size.
+    """
+
+    def __init__(self, model, layers: list[str], image=None, *, unit=None) -> None:
+        from .draw.overlay2d import photograph
+        from .trace import trace
+
+        self.image = photograph((224, 224)) if image is None else image
+        size = self.image.shape[:2]
+        table = trace(model, size)
+        self.rows = {name: table.find(name) for name in layers}
+        self._figure = Figure(figsize=(5.0, 5.0), dpi=DPI)
+        FigureCanvasAgg(self._figure)
+        self.layer = widgets.SelectionSlider(options=layers, value=layers[0], description="layer",
+                                             continuous_update=True,
+                                             layout=widgets.Layout(width="28em"))
+        self.unit_h = widgets.IntSlider(description="unit row", min=0, max=0)
+        self.unit_w = widgets.IntSlider(description="unit col", min=0, max=0)
+        self.picture = widgets.Image(format="jpeg", layout=widgets.Layout(max_width="100%"))
+        self.readout = widgets.HTML()
+        self.widget = widgets.VBox([self.layer, widgets.HBox([self.unit_h, self.unit_w]),
+                                    self.readout, self.picture])
+        self._updating = False
+        self._adapt(center=True)
+        if unit is not None:
+            self.unit_h.value, self.unit_w.value = unit
+        for control in (self.layer, self.unit_h, self.unit_w):
+            control.observe(self.update, names="value")
+        self.update()
+
+    def _adapt(self, center: bool) -> None:
+        """Unit ranges follow the layer's output size; keep the unit at the same place."""
+        row = self.rows[self.layer.value]
+        n_h, n_w = row.shape[-2:]
+        for slider, n in ((self.unit_h, n_h), (self.unit_w, n_w)):
+            fraction = (slider.value + 0.5) / (slider.max + 1)
+            slider.max = n - 1
+            slider.value = (n - 1) // 2 if center else min(int(fraction * n), n - 1)
+
+    def update(self, change=None) -> None:
+        if self._updating:
+            return
+        self._updating = True
+        try:
+            if change is not None and change["owner"] is self.layer:
+                self._adapt(center=False)
+            from .draw.overlay2d import draw_overlay2d
+
+            row = self.rows[self.layer.value]
+            self._figure.clear()
+            draw_overlay2d(self.image, row.field, unit=(self.unit_h.value, self.unit_w.value),
+                           ax=self._figure.add_subplot(), grid=row.shape[-2:])
+            self.readout.value = _line(html.escape(
+                f"{row.name}: output {'×'.join(map(str, row.shape))}, field {row.field}"))
+            self.picture.value = _encode(self._figure, "jpeg")  # a photograph: JPEG is 10x smaller
+        except Exception as error:  # a widget must never show a traceback
+            self.readout.value = _line(f"unexpected error ({type(error).__name__}: {error})",
+                                       "#D55E00")
+        finally:
+            self._updating = False
+
+    def __repr__(self) -> str:
+        return (f"OverlayPanel(layer={self.layer.value!r}, "
+                f"unit=({self.unit_h.value}, {self.unit_w.value}))")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}

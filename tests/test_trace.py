@@ -240,6 +240,7 @@ def test_known_field_sizes(name, kwargs, layer, size, stride):
     assert field.size == (size, size) and field.stride == (stride, stride)
 
 
+@pytest.mark.filterwarnings("ignore:rfviz cannot follow AdaptiveAvgPool2d")
 @pytest.mark.parametrize("name", ["resnet18", "alexnet", "googlenet", "shufflenet_v2_x0_5",
                                   "mobilenet_v3_small", "squeezenet1_1"])
 def test_every_module_shape_equals_a_real_forward(name):
@@ -271,3 +272,22 @@ def test_replacing_a_submodule_is_noticed_by_the_graph_cache():
     assert receptive_field(net, input_size=16).size == (7, 7)
     net[1].dilation = (2, 2)  # settings are read afresh on every call
     assert receptive_field(net, input_size=16).size == (3 + 8, 3 + 8)
+
+
+def test_stride_one_transposed_conv_is_a_conv_with_complementary_padding():
+    from rfviz.probe import measured_field
+
+    net = nn.Sequential(conv(3, s=2, c_in=3),
+                        nn.ConvTranspose2d(4, 4, 5, padding=1, dilation=2),  # pads 2*4-1 = 7
+                        conv(3))
+    analytic = receptive_field(net, input_size=40)
+    measured = measured_field(net, input_size=(40, 40))
+    assert measured.field == analytic
+    assert analytic.padding == (0 + 7 * 2 + 0, 0 + 7 * 2 + 0)
+
+
+def test_strided_transposed_conv_warns_and_says_why():
+    net = nn.Sequential(conv(3, c_in=3), nn.ConvTranspose2d(4, 4, 2, stride=2))
+    with pytest.warns(RfvizWarning, match=r"depends on its position modulo the stride"):
+        table = trace(net, input_size=16)
+    assert table[1].shape == (4, 28, 28) and table[1].field.unknown

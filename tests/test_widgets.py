@@ -132,3 +132,23 @@ def test_impossible_combination_says_why_in_one_line(panel):
 def test_unknown_control_is_named(panel):
     with pytest.raises(ValueError, match=r"unknown control\(s\) \['kernal'\]"):
         panel.set(kernal=3)
+
+
+def test_overlay_panel_over_every_layer_and_unit_range():
+    import torchvision
+
+    from rfviz.trace import receptive_field
+    from rfviz.widgets import OverlayPanel
+
+    model = torchvision.models.resnet18(weights=None)
+    layers = ["layer1", "layer2", "layer3", "layer4"]
+    panel = OverlayPanel(model, layers)
+    for name in layers:
+        panel.layer.value = name
+        assert "unexpected error" not in panel.readout.value
+        expected = receptive_field(model, name)
+        assert f"field {expected}" in panel.readout.value
+        assert panel.unit_h.max + 1 == panel.rows[name].shape[-2]
+        for value in (0, panel.unit_h.max):
+            panel.unit_h.value = value
+            assert f"unit ({value}, " in panel._figure.axes[0].get_title()

@@ -81,7 +81,7 @@ def draw_overlay2d(image, field, unit: tuple[int, int] = (0, 0), erf: np.ndarray
     if ax is None:
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(5.2, 5.2))
+        fig, ax = plt.subplots(figsize=(4.6, 4.6))
     ax.set_xlim(min(-0.5, left - 1.5), max(width - 0.5, right + 1.5))
     ax.set_ylim(max(height - 0.5, bottom + 1.5), min(-0.5, top - 1.5))
     box = dict(xy=(left - 0.5, top - 0.5), width=right - left + 1, height=bottom - top + 1)
