@@ -291,3 +291,12 @@ def test_strided_transposed_conv_warns_and_says_why():
     with pytest.warns(RfvizWarning, match=r"depends on its position modulo the stride"):
         table = trace(net, input_size=16)
     assert table[1].shape == (4, 28, 28) and table[1].field.unknown
+
+
+def test_layer_norm_over_channels_after_a_permute_is_local():
+    # ConvNeXt normalises channels in channels-last layout: permute, layer_norm, permute back.
+    table = trace(torchvision.models.convnext_tiny(weights=None), input_size=64)
+    assert not any(row.field.unknown for row in table)
+    assert not table["features.1"].field.is_global
+    over_space = nn.Sequential(conv(3, c_in=3), nn.LayerNorm([8, 8]))  # normalises H and W
+    assert receptive_field(over_space, input_size=10).is_global
