@@ -710,7 +710,9 @@ def _trace(model: nn.Module, input_size) -> LayerTable:
     graph_module = _graph_module(model)
     shape = _input_shape(model, input_size)
     try:
-        _MetaShapeProp(graph_module).run(torch.empty(shape, device="meta"))
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                     torch.get_default_dtype())
+        _MetaShapeProp(graph_module).run(torch.empty(shape, device="meta", dtype=dtype))
     except _TooSmall as error:
         raise ValueError(error.message) from None
     walk = _Walk(graph_module, spatial=len(shape) - 2)

@@ -1,0 +1,201 @@
+"""Exact tiled inference: split an image, run a fully convolutional network on each tile with
+just enough margin, stitch, and get exactly what the whole image gives.
+
+Along one axis, a layer's units have a field of ``size`` pixels, ``stride`` apart, starting
+``padding`` pixels before the unit's position ``i*stride``. A unit computed in a tile equals the
+whole image's unit when its field lies inside the tile (or leaves it only where the image itself
+ends, so both see the same padding), and the tile starts on the stride grid. Hence the margins:
+
+- ``before = padding``: pixels of context needed before the first unit a tile keeps,
+- ``after = size - stride - padding``: pixels needed after the last unit's position,
+- ``before_aligned``: ``before`` rounded up to the stride, where a tile may actually start.
+
+They differ in general: for torchvision's resnet50 up to ``layer3`` (field 267, stride 16,
+padding 133) a tile needs 133 (aligned: 144) pixels above and 118 below.
+
+>>> Margins(before=(133, 133), after=(118, 118), stride=(16, 16)).h
+AxisMargins(before=133, after=118, stride=16)
+>>> _.before_aligned
+144
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .trace import receptive_field
+
+__all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
+           "tile_plan", "tiled_forward"]
+
+
+@dataclass(frozen=True)
+class AxisMargins:
+    """Margins along one axis (see the module's docstring)."""
+
+    before: int
+    after: int
+    stride: int
+
+    @property
+    def before_aligned(self) -> int:
+        return math.ceil(self.before / self.stride) * self.stride
+
+
+@dataclass(frozen=True)
+class Margins:
+    """Per spatial axis (H, W for images): context before and after, and the stride grid."""
+
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    @property
+    def axes(self) -> tuple[AxisMargins, ...]:
+        return tuple(AxisMargins(*values)
+                     for values in zip(self.before, self.after, self.stride, strict=True))
+
+    @property
+    def h(self) -> AxisMargins:
+        return self.axes[-2]
+
+    @property
+    def w(self) -> AxisMargins:
+        return self.axes[-1]
+
+    @property
+    def before_aligned(self) -> tuple[int, ...]:
+        return tuple(axis.before_aligned for axis in self.axes)
+
+
+def tile_margins(model: nn.Module, layer: str | None = None, input_size=None) -> Margins:
+    """The smallest margins for which tiles give exactly the whole image's result at ``layer``.
+
+    >>> import torchvision
+    >>> tile_margins(torchvision.models.resnet50(weights=None), "layer3")
+    Margins(before=(133, 133), after=(118, 118), stride=(16, 16))
+    """
+    field = receptive_field(model, layer, input_size or (224, 224))
+    if field.is_global:
+        raise ValueError(f"layer={layer!r} has a global field (every output depends on the "
+                         "whole input, e.g. after adaptive pooling): no tiling is exact; "
+                         "choose a layer of the convolutional trunk")
+    if field.unknown:
+        raise ValueError(f"layer={layer!r} has an unknown field ({field.unknown}); margins "
+                         "cannot be derived")
+    return Margins(before=field.padding,
+                   after=tuple(a.size - a.stride - a.padding for a in field.axes),
+                   stride=field.stride)
+
+
+@dataclass(frozen=True)
+class AxisTile:
+    """One tile along one axis: input pixels it reads, output units it keeps (whole-image
+    indices), and where they sit in the tile's own output."""
+
+    read: slice
+    write: slice
+    keep: slice
+
+
+@dataclass(frozen=True)
+class Tile:
+    read: tuple[slice, ...]
+    write: tuple[slice, ...]
+    keep: tuple[slice, ...]
+
+
+def plan_axis(length: int, outputs: int, tile: int, margins: AxisMargins) -> list[AxisTile]:
+    """Tiles covering output units ``0 … outputs-1`` of an axis of ``length`` pixels exactly once.
+
+    Each tile keeps ``tile // stride`` units (the last one the rest) and reads from
+    ``before_aligned`` pixels before its first unit to ``after`` pixels after its last,
+    clipped to the image.
+
+    >>> [(t.read, t.write) for t in plan_axis(64, 4, 32, AxisMargins(3, 2, 16))]
+    [(slice(0, 34, None), slice(0, 2, None)), (slice(16, 64, None), slice(2, 4, None))]
+    """
+    stride = margins.stride
+    if tile < stride or tile % stride:
+        low = max(stride, tile // stride * stride)
+        raise ValueError(f"tile={tile} is not a positive multiple of the stride {stride}; "
+                         f"valid: e.g. {low} or {low + stride}")
+    units = tile // stride
+    tiles = []
+    for first in range(0, outputs, units):
+        last = min(first + units, outputs)  # exclusive
+        start = max(first * stride - margins.before_aligned, 0)
+        stop = min(last * stride + max(margins.after, 0), length)
+        offset = start // stride
+        tiles.append(AxisTile(slice(start, stop), slice(first, last),
+                              slice(first - offset, last - offset)))
+    return tiles
+
+
+def tile_plan(size: Sequence[int], outputs: Sequence[int], tile: Sequence[int],
+              margins: Margins) -> list[Tile]:
+    """The 2D (or nD) plan: every combination of the per-axis tiles, row by row."""
+    per_axis = [plan_axis(n, o, t, m) for n, o, t, m
+                in zip(size, outputs, tile, margins.axes, strict=True)]
+    return [Tile(*(tuple(getattr(t, part) for t in combo) for part in ("read", "write", "keep")))
+            for combo in itertools.product(*per_axis)]
+
+
+def _output_size(fn, image: torch.Tensor, margins: Margins) -> tuple[int, ...]:
+    """Output units per axis of the whole image, from one small tile at the image's far end.
+
+    A tile that starts on the stride grid at pixel ``a`` and runs to the end of the image ends
+    exactly like the whole image does, so the whole image has ``a / stride + n`` units.
+    """
+    spatial = image.shape[2:]
+    field = [m.before + max(m.after, 0) + m.stride for m in margins.axes]  # pixels one unit sees
+    starts = [max((n - f - m.stride) // m.stride * m.stride, 0)
+              for n, f, m in zip(spatial, field, margins.axes, strict=True)]
+    corner = image[(slice(0, 1), slice(None), *(slice(a, None) for a in starts))]
+    out = fn(corner)
+    return tuple(a // m.stride + n for a, m, n
+                 in zip(starts, margins.axes, out.shape[2:], strict=True))
+
+
+def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
+                  tile=(256, 256), margins: Margins | None = None, *,
+                  progress: bool | None = None) -> torch.Tensor:
+    """``fn(image)`` computed tile by tile: equal to it up to float round-off, with peak
+    memory bounded by a tile.
+
+    ``fn`` maps (N, C, H, W) to (N, C', H', W') with the receptive field described by
+    ``margins`` (from :func:`tile_margins`). ``tile`` is the number of input pixels per tile
+    and axis that yield kept outputs, a multiple of the stride. One extra small tile at the
+    image's far end tells the output size. ``progress``: a tqdm bar (default: 8+ tiles).
+
+    On the CPU in float32 the result is usually bit-identical; torch may pick another
+    convolution algorithm for another tensor size, which changes the last bits (~1e-6
+    relative). A margin one pixel too small gives errors that are far larger, at the seams.
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a 4D tensor (N, C, H, W), got {shape}")
+    if margins is None:
+        raise ValueError("margins is required: use tile_margins(model, layer)")
+    tile = (tile,) * 2 if isinstance(tile, int) else tuple(tile)
+    grad = torch.is_grad_enabled() and image.requires_grad
+    with torch.set_grad_enabled(grad):
+        outputs = _output_size(fn, image, margins)
+        plan = tile_plan(image.shape[2:], outputs, tile, margins)
+        result = None
+        bar = tqdm(plan, desc="tiles", disable=not (len(plan) >= 8 if progress is None
+                                                     else progress))
+        for piece in bar:
+            out = fn(image[(slice(None), slice(None), *piece.read)])
+            if result is None:
+                result = out.new_empty((*out.shape[:2], *outputs))
+            result[(slice(None), slice(None), *piece.write)] = out[
+                (slice(None), slice(None), *piece.keep)]
+    return result
