@@ -105,7 +105,7 @@ def test_progress_bar_can_be_forced(capsys):
 def test_bad_input_is_refused_with_what_is_needed():
     net = nn.Conv2d(1, 1, 3, stride=2, padding=1)
     margins = tile_margins(net, input_size=16)
-    with pytest.raises(ValueError, match=r"image must be a 4D tensor \(N, C, H, W\), got \(16, 16\)"):
+    with pytest.raises(ValueError, match=r"must be a 4D tensor \(N, C, H, W\), got \(16, 16\)"):
         tiled_forward(net, torch.zeros(16, 16), 8, margins)
     with pytest.raises(ValueError, match=r"tile=5 is not a positive multiple of the stride 2; "
                                          r"valid: e.g. 4 or 6"):
