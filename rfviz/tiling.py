@@ -21,6 +21,8 @@ AxisMargins(before=133, after=118, stride=16)
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -198,4 +200,26 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
                 result = out.new_empty((*out.shape[:2], *outputs))
             result[(slice(None), slice(None), *piece.write)] = out[
                 (slice(None), slice(None), *piece.keep)]
+            del out
+            _release_freed_memory()
     return result
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Give memory freed by the last tile back to the system.
+
+    glibc keeps freed blocks for reuse; tiles of different shapes (the edge tiles) then add up
+    instead of replacing each other, and the process grows towards the whole image's peak.
+    Measured on resnet50 layer3, 2048 px, tiles of 512: 1.8 GB peak without, 1.2 GB with.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

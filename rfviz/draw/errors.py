@@ -1,0 +1,43 @@
+"""Where tiled and whole-image results differ: error maps side by side, with the seam marked.
+
+>>> import numpy as np
+>>> fig = draw_error_maps({"margin 128": np.eye(4)}, cut=2)
+>>> [ax.get_title() for ax in fig.axes[:1]]
+['margin 128: max 1']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import LogNorm
+
+from .pixels1d import PALETTE
+
+__all__ = ["draw_error_maps"]
+
+FLOOR = 1e-9  # errors below this (exact zeros included) are drawn as "equal"
+
+
+def draw_error_maps(maps: dict[str, np.ndarray], cut: float | None = None, fig=None):
+    """One panel per map of |tiled - whole| (rows x columns of feature-map units), log colour
+    scale shared by all panels; ``cut`` draws the seam between tiles (in units, a row index)."""
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(3.1 * len(maps) + 0.8, 3.4))
+    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    arrays = {label: np.asarray(values, dtype=float) for label, values in maps.items()}
+    top = max(FLOOR * 10, *(float(a.max()) for a in arrays.values()))
+    norm = LogNorm(vmin=FLOOR, vmax=top)
+    image = None
+    for ax, (label, values) in zip(axes, arrays.items(), strict=True):
+        image = ax.imshow(np.maximum(values, FLOOR), cmap="viridis", norm=norm,
+                          interpolation="nearest")
+        if cut is not None:
+            ax.axhline(cut - 0.5, color=PALETTE["field_padding"], linewidth=1.5, linestyle="--")
+        ax.set_title(f"{label}: max {values.max():.3g}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_ylabel("feature-map row", fontsize=8)
+    fig.colorbar(image, ax=list(axes), label=f"|tiled − whole| (≤ {FLOOR:g}: equal)",
+                 shrink=0.85)
+    return fig
