@@ -4,5 +4,5 @@ from .errors import draw_error_maps
 from .overlay2d import draw_overlay2d, photograph
 from .pixels1d import PALETTE, Diagram1d, draw_pixels1d, layout_pixels1d
 
-__all__ = ["PALETTE", "Diagram1d", "draw_error_maps", "draw_overlay2d", "draw_pixels1d", "layout_pixels1d",
-           "photograph"]
+__all__ = ["PALETTE", "Diagram1d", "draw_error_maps", "draw_overlay2d", "draw_pixels1d",
+           "layout_pixels1d", "photograph"]
