@@ -19,7 +19,7 @@ import torch
 import torchvision
 
 from rfviz.probe import measured_field
-from rfviz.trace import receptive_field
+from rfviz.tracing import receptive_field
 
 
 def timed(action, repeats: int) -> tuple[float, object]:

@@ -35,10 +35,12 @@ _LAZY = {
     "conv_panel": "rfviz.widgets",
     "draw_overlay2d": "rfviz.draw.overlay2d",
     "photograph": "rfviz.draw.overlay2d",
-    "trace": "rfviz.trace",
-    "receptive_field": "rfviz.trace",
+    "trace": "rfviz.tracing",
+    "receptive_field": "rfviz.tracing",
     "measured_field": "rfviz.probe",
     "effective_field": "rfviz.probe",
+    "tile_margins": "rfviz.tiling",
+    "tiled_forward": "rfviz.tiling",
 }
 
 __all__ = [

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torchvision  # here, so that --help answers at once
 
-    from .trace import RfvizWarning, trace
+    from .tracing import RfvizWarning, trace
 
     names = torchvision.models.list_models(module=torchvision.models)
     if args.list:

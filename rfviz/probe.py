@@ -1,4 +1,4 @@
-"""Receptive fields measured from gradients: the check on :func:`rfviz.trace.receptive_field`.
+"""Receptive fields measured from gradients: the check on :func:`rfviz.tracing.receptive_field`.
 
 An input pixel is in a unit's field exactly when the unit's gradient with respect to that
 pixel can be nonzero. We run the network in float64 on a few random inputs (``weights=None``
@@ -20,7 +20,7 @@ import torch.fx
 from torch import nn
 
 from .field import ReceptiveField
-from .trace import Field, _trace
+from .tracing import Field, _trace
 
 __all__ = ["MeasuredField", "effective_field", "measured_field", "truncate"]
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .trace import receptive_field
+from .tracing import receptive_field
 
 __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
            "tile_plan", "tiled_forward"]

@@ -25,7 +25,7 @@ from .arithmetic import explain_output_size
 from .draw.pixels1d import draw_pixels1d
 from .field import Layer, ReceptiveField
 
-__all__ = ["ConvPanel", "OverlayPanel", "PanelState", "conv_panel"]
+__all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "conv_panel"]
 
 OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool"}
 DPI = 100
@@ -239,13 +239,13 @@ def _encode(figure: Figure, kind: str) -> bytes:
 class OverlayPanel:
     """A slider over a model's layers showing one unit's field over a photograph.
 
-    The field of each layer comes from :func:`rfviz.trace.receptive_field` (the model is
+    The field of each layer comes from :func:`rfviz.tracing.receptive_field` (the model is
     traced once); the unit sliders adapt to the layer's output size.
     """
 
     def __init__(self, model, layers: list[str], image=None, *, unit=None) -> None:
         from .draw.overlay2d import photograph
-        from .trace import trace
+        from .tracing import trace
 
         self.image = photograph((224, 224)) if image is None else image
         size = self.image.shape[:2]
@@ -304,6 +304,44 @@ class OverlayPanel:
     def __repr__(self) -> str:
         return (f"OverlayPanel(layer={self.layer.value!r}, "
                 f"unit=({self.unit_h.value}, {self.unit_w.value}))")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
+
+
+class FigurePanel:
+    """One control driving a drawing: ``draw(figure, value)`` redraws a persistent figure,
+    shown as an image (no ``Output`` widget, so nothing leaks when no browser is attached).
+
+    >>> slider = widgets.IntSlider(value=2, min=1, max=5)
+    >>> panel = FigurePanel(slider, lambda fig, n: fig.add_subplot().plot(range(n)))
+    >>> slider.value = 4
+    >>> len(panel.figure.axes[0].lines[0].get_xdata())
+    4
+    """
+
+    def __init__(self, control, draw, *, size=(6.0, 3.6), kind: str = "png") -> None:
+        self.control, self.draw, self.kind = control, draw, kind
+        self.figure = Figure(figsize=size, dpi=DPI)
+        FigureCanvasAgg(self.figure)
+        self.picture = widgets.Image(format=kind, layout=widgets.Layout(max_width="100%"))
+        self.readout = widgets.HTML()
+        self.widget = widgets.VBox([control, self.readout, self.picture])
+        control.observe(self.update, names="value")
+        self.update()
+
+    def update(self, change=None) -> None:
+        try:
+            self.figure.clear()
+            self.draw(self.figure, self.control.value)
+            self.picture.value = _encode(self.figure, self.kind)
+            self.readout.value = ""
+        except Exception as error:  # a widget must never show a traceback
+            self.readout.value = _line(f"unexpected error ({type(error).__name__}: {error})",
+                                       "#D55E00")
+
+    def __repr__(self) -> str:
+        return f"FigurePanel({self.control.description or 'value'}={self.control.value!r})"
 
     def _repr_mimebundle_(self, **kwargs):
         return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}

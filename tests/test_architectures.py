@@ -14,7 +14,7 @@ from rfviz.architectures import (
     field_rows,
     field_table,
 )
-from rfviz.trace import receptive_field
+from rfviz.tracing import receptive_field
 
 
 def seed_001_out_from_in(conv, layer_in):

@@ -7,7 +7,7 @@ import pytest
 import torchvision
 
 from rfviz.__main__ import main
-from rfviz.trace import receptive_field, trace
+from rfviz.tracing import receptive_field, trace
 
 
 def test_one_layer(capsys):

@@ -8,7 +8,7 @@ from matplotlib.patches import Rectangle
 
 from rfviz.draw.overlay2d import draw_overlay2d, photograph
 from rfviz.field import ReceptiveField
-from rfviz.trace import Field
+from rfviz.tracing import Field
 
 matplotlib.use("Agg")
 

@@ -28,3 +28,11 @@ def test_public_names_resolve():
     for name in rfviz.__all__:
         assert getattr(rfviz, name) is not None, name
     assert rfviz.draw_pixels1d.__module__ == "rfviz.draw.pixels1d"
+
+
+def test_trace_stays_the_function_whatever_is_imported_first():
+    code = ("import rfviz.tiling, rfviz.probe; from rfviz import trace, receptive_field; "
+            "print(callable(trace), callable(receptive_field))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["True", "True"]

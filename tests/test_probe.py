@@ -1,4 +1,4 @@
-"""The analytic fields of rfviz.trace against fields measured from torch's gradients."""
+"""The analytic fields of rfviz.tracing against fields measured from torch's gradients."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 
 from rfviz.probe import effective_field, measured_field
-from rfviz.trace import receptive_field
+from rfviz.tracing import receptive_field
 
 # (model, its kwargs, layer, input size chosen so that the field fits around a central unit)
 CASES = [

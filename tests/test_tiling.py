@@ -8,7 +8,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from rfviz.field import ReceptiveField
 from rfviz.tiling import AxisMargins, Margins, plan_axis, tile_margins, tile_plan, tiled_forward
-from rfviz.trace import receptive_field
+from rfviz.tracing import receptive_field
 
 
 def error(fn, image, tile, margins):

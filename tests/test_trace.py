@@ -1,4 +1,4 @@
-"""rfviz.trace on hand-built networks with hand-worked answers, and on torchvision models."""
+"""rfviz.tracing on hand-built networks with hand-worked answers, and on torchvision models."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from rfviz.trace import RfvizWarning, receptive_field, trace
+from rfviz.tracing import RfvizWarning, receptive_field, trace
 
 
 def conv(k, s=1, p=0, d=1, c_in=4, c_out=4, **kwargs):

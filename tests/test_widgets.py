@@ -137,7 +137,7 @@ def test_unknown_control_is_named(panel):
 def test_overlay_panel_over_every_layer_and_unit_range():
     import torchvision
 
-    from rfviz.trace import receptive_field
+    from rfviz.tracing import receptive_field
     from rfviz.widgets import OverlayPanel
 
     model = torchvision.models.resnet18(weights=None)

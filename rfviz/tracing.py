@@ -1,8 +1,12 @@
 """Walk any ``nn.Module`` with torch.fx: every op's output shape and receptive field.
 
-The model is traced symbolically (``torch.fx.symbolic_trace``) on a copy whose weights
-live on the *meta* device, so shapes propagate without computing anything and the user's
-model is left untouched. Fields are then composed op by op along the real graph: residual
+(The module is ``tracing``, not ``trace``: ``rfviz.trace`` is the function, and a submodule
+of the same name would replace it as the package's attribute once imported.)
+
+The model is traced symbolically (``torch.fx.symbolic_trace``, which records calls and
+changes nothing), and shapes propagate on the *meta* device: convolutions and pooling by
+rfviz's own arithmetic, anything else on a weightless copy of that one module. No weight is
+read and nothing is computed. Fields are then composed op by op along the real graph: residual
 additions and concatenations take the union of their branches' spans, per axis.
 
 >>> from torch import nn
