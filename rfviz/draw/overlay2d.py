@@ -93,7 +93,7 @@ def draw_overlay2d(image, field, unit: tuple[int, int] = (0, 0), erf: np.ndarray
     if erf is not None:  # opaque where the gradient is strong, transparent where it is not
         strength = np.asarray(erf, dtype=float) / max(float(np.max(erf)), np.finfo(float).tiny)
         heat = colormaps["inferno"](0.35 + 0.65 * strength)
-        heat[..., 3] = 0.9 * np.sqrt(strength)
+        heat[..., 3] = 0.85 * strength**0.4
         ax.imshow(heat, extent=(-0.5, width - 0.5, height - 0.5, -0.5), zorder=2)
     ax.add_patch(Rectangle(**box, facecolor="none", edgecolor=PALETTE["field"], linewidth=2.2,
                            zorder=4))
