@@ -23,6 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_draw.py
 	$(PY) benchmarks/bench_trace.py
+	$(PY) benchmarks/bench_tiling.py
+	$(PY) benchmarks/bench_erf.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check rfviz tests benchmarks
