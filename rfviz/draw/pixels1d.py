@@ -158,7 +158,7 @@ def _figure_size(diagram: Diagram1d) -> tuple[float, float]:
     xs = _x_limits(diagram)
     width = min(LABEL_INCHES + 0.3 + INCHES_PER_PIXEL * (xs[1] - xs[0]), MAX_WIDTH_INCHES)
     height = 0.62 + 0.58 * ROW_PITCH * len(diagram.rows) / 2.4
-    return max(width, 5.0), height
+    return max(width, 6.0), height
 
 
 def _x_limits(diagram: Diagram1d) -> tuple[float, float]:
@@ -291,8 +291,9 @@ def _render(diagram: Diagram1d, ax, index_base: int) -> None:
         ax.text(0.012, r * ROW_PITCH + CELL_HEIGHT / 2, name, transform=row_labels, ha="left",
                 va="center", fontsize=9, color=PALETTE["text"])
     # Not ax.set_title: placing a title measures the (hidden) tick labels on every draw.
-    ax.text(0, 1, _title(diagram, index_base), transform=ax.transAxes, ha="left", va="bottom",
-            fontsize=10, color=PALETTE["text"])
+    ax.text(0.012, 1, _title(diagram, index_base), ha="left", va="bottom", fontsize=10,
+            transform=blended_transform_factory(fig.transFigure, ax.transAxes),
+            color=PALETTE["text"])
 
 
 def _title(diagram: Diagram1d, index_base: int) -> str:
@@ -305,6 +306,5 @@ def _title(diagram: Diagram1d, index_base: int) -> str:
             f"{first + index_base}…{last + index_base} ({top.field.size} px)")
     outside = (last - first + 1) - len(seen)
     if seen and outside:
-        verb = "falls" if outside == 1 else "fall"
-        text += f"; {outside} of them {verb} in padding or between taps"
+        text = text[:-1] + f", {outside} in padding or between taps)"
     return text

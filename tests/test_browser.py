@@ -1,0 +1,188 @@
+"""Lesson 1 in a real browser: JupyterLab from .venv, Debian's chromium driven by Playwright.
+
+Runs all cells as a student would, moves the kernel and stride sliders with the keyboard as a
+person would, checks that the picture and the readout change, measures slider latency (key press
+to new image) and saves a screenshot under test-output/browser/. Skipped where chromium or
+playwright is missing, except with CI=true, where .ci/run installs them and the test must run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rfviz.arithmetic import conv_output_size
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output" / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+NOTEBOOK = "01_conv_output_size.ipynb"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    return None
+
+
+if _missing():
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test cannot run in CI: {_missing()}", pytrace=False)
+    pytest.skip(_missing(), allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on 127.0.0.1, a free port and a token, in a copy of notebooks/."""
+    folder = tmp_path_factory.mktemp("lab") / "notebooks"
+    shutil.copytree(ROOT / "notebooks", folder)
+    port, token = _free_port(), uuid.uuid4().hex
+    jupyter = Path(sys.executable).with_name("jupyter")
+    log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")  # noqa: SIM115
+    server = subprocess.Popen(
+        [str(jupyter), "lab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={folder}", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}",
+                                       timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("JupyterLab did not start; see its log") from None
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}", token
+    finally:  # jupyter lab starts children: stop the whole process group
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    base, token = lab
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        workspace = uuid.uuid4().hex  # a fresh workspace: no tabs restored from earlier runs
+        page.goto(f"{base}/lab/workspaces/{workspace}/tree/{NOTEBOOK}?reset&token={token}")
+        page.wait_for_selector(".jp-NotebookPanel:visible .jp-Notebook", timeout=90_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                               timeout=90_000)
+        run_all_cells(page)
+        news = page.locator(".jp-Notification-Toast button:has-text('No')")
+        if news.count():  # "notified about Jupyter news?" hides part of the page
+            news.first.click()
+        yield page
+        browser.close()
+
+
+def code_cells(name: str) -> list[dict]:
+    notebook = json.loads((ROOT / "notebooks" / name).read_text())
+    return [c for c in notebook["cells"] if c["cell_type"] == "code"]
+
+
+def run_all_cells(page) -> None:
+    page.click("li.lm-MenuBar-item:has-text('Run')")
+    page.click("li.lm-Menu-item:visible:has-text('Run All Cells')")
+    total = len(code_cells(NOTEBOOK))
+    page.wait_for_function(
+        """total => {
+            const prompts = [...document.querySelectorAll(
+                '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')];
+            return prompts.length === total && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""", arg=total, timeout=180_000)
+
+
+def slider_handle(page, label: str):
+    slider = page.locator(".widget-slider:visible", has=page.locator(f"label:text-is('{label}')"))
+    return slider.locator(".noUi-handle")
+
+
+def picture(page) -> str:
+    return page.locator(".widget-image:visible").first.get_attribute("src")
+
+
+def press_and_wait(page, handle, key: str) -> float:
+    """Press ``key`` on a focused slider handle; seconds until the panel's image changes."""
+    before = picture(page)
+    start = time.perf_counter()
+    handle.press(key)
+    page.wait_for_function(
+        "old => { const img = document.querySelector('.widget-image');"
+        " return img && img.src !== old; }",
+        arg=before, timeout=10_000, polling="raf")
+    return time.perf_counter() - start
+
+
+def readout(page) -> str:
+    return page.locator(".widget-html:visible", has_text="O =").first.inner_text()
+
+
+def test_lesson_one_runs_and_its_sliders_move_the_picture(page):
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                          ":visible")
+    on_purpose = sum("raises-exception" in c["metadata"].get("tags", [])
+                     for c in code_cells(NOTEBOOK))
+    assert errors.count() == on_purpose == 1  # only the cell that fails to teach the rule
+
+    kernel, stride = slider_handle(page, "kernel"), slider_handle(page, "stride")
+    kernel.scroll_into_view_if_needed()
+    start_kernel = int(kernel.get_attribute("aria-valuenow").split(".")[0])
+    start_stride = int(stride.get_attribute("aria-valuenow").split(".")[0])
+    press_and_wait(page, kernel, "ArrowRight")
+    assert int(kernel.get_attribute("aria-valuenow").split(".")[0]) == start_kernel + 1
+    press_and_wait(page, stride, "ArrowRight")
+    size = conv_output_size(12, start_kernel + 1, start_stride + 1, 1)  # panel: size 12, pad 1
+    assert readout(page).splitlines()[0].endswith(f"= {size}")
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "01_conv_output_size.png"))
+
+
+def test_slider_latency_from_key_press_to_new_picture(page, capsys):
+    kernel = slider_handle(page, "kernel")
+    times = [press_and_wait(page, kernel, key) for key in ["ArrowRight", "ArrowLeft"] * 12]
+    median, p95 = statistics.median(times), sorted(times)[int(0.95 * len(times)) - 1]
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "latency.json").write_text(json.dumps({"seconds": times}))
+    line = (f"slider latency over {len(times)} key presses: median {median * 1000:.0f} ms, "
+            f"p95 {p95 * 1000:.0f} ms (targets 150 / 300 ms)")
+    with capsys.disabled():
+        print(f"\n{line}")
+    assert len(times) >= 20 and all(t > 0 for t in times)
