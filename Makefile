@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_trace.py
 	$(PY) benchmarks/bench_tiling.py
 	$(PY) benchmarks/bench_erf.py
+	$(PY) benchmarks/bench_notebooks.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check rfviz tests benchmarks
