@@ -62,17 +62,23 @@ def lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1, a free port and a token, in a copy of notebooks/."""
     folder = tmp_path_factory.mktemp("lab") / "notebooks"
     shutil.copytree(ROOT / "notebooks", folder)
+    # Every cell in the DOM (no virtual scrolling), so that widgets far from the view exist.
+    settings = tmp_path_factory.mktemp("settings")
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
     port, token = _free_port(), uuid.uuid4().hex
     jupyter = Path(sys.executable).with_name("jupyter")
     log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")  # noqa: SIM115
     server = subprocess.Popen(
         [str(jupyter), "lab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={folder}", "--LabApp.news_url=",
+         f"--ServerApp.root_dir={folder}", f"--LabApp.user_settings_dir={settings}",
+         "--LabApp.news_url=",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}",
@@ -105,6 +111,7 @@ def page(lab):
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                timeout=90_000)
         run_all_cells(page)
+        page.wait_for_selector(".widget-slider .noUi-handle", timeout=60_000)  # widgets drawn
         news = page.locator(".jp-Notification-Toast button:has-text('No')")
         if news.count():  # "notified about Jupyter news?" hides part of the page
             news.first.click()
