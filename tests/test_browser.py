@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -62,11 +63,12 @@ def lab(tmp_path_factory):
     """JupyterLab on 127.0.0.1, a free port and a token, in a copy of notebooks/."""
     folder = tmp_path_factory.mktemp("lab") / "notebooks"
     shutil.copytree(ROOT / "notebooks", folder)
-    # Every cell in the DOM (no virtual scrolling), so that widgets far from the view exist.
+    # Every cell in the DOM (no virtual scrolling), so that widgets far from the view exist;
+    # start the kernel without asking (JupyterLab asks when its kernel list arrives late).
     settings = tmp_path_factory.mktemp("settings")
     tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
-    tracker.write_text(json.dumps({"windowingMode": "none"}))
+    tracker.write_text(json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
     port, token = _free_port(), uuid.uuid4().hex
     jupyter = Path(sys.executable).with_name("jupyter")
     log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")  # noqa: SIM115
@@ -107,16 +109,35 @@ def page(lab):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         workspace = uuid.uuid4().hex  # a fresh workspace: no tabs restored from earlier runs
         page.goto(f"{base}/lab/workspaces/{workspace}/tree/{NOTEBOOK}?reset&token={token}")
-        page.wait_for_selector(".jp-NotebookPanel:visible .jp-Notebook", timeout=90_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                               timeout=90_000)
-        run_all_cells(page)
-        page.wait_for_selector(".widget-slider .noUi-handle", timeout=60_000)  # widgets drawn
+        try:
+            page.wait_for_selector(".jp-NotebookPanel:visible .jp-Notebook", timeout=90_000)
+            wait_for_kernel(page)
+            run_all_cells(page)
+            page.wait_for_selector(".widget-slider .noUi-handle", timeout=60_000)  # drawn
+        except Exception:
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "setup-failure.png"))
+            raise
         news = page.locator(".jp-Notification-Toast button:has-text('No')")
         if news.count():  # "notified about Jupyter news?" hides part of the page
             news.first.click()
         yield page
         browser.close()
+
+
+def wait_for_kernel(page, timeout: float = 90) -> None:
+    """Wait until the notebook's kernel is idle. JupyterLab sometimes asks which kernel to
+    start (when the kernel specs arrive after the notebook): answer as a person would."""
+    deadline = time.monotonic() + timeout
+    choose = page.locator(".jp-Dialog button:has-text('Select')")
+    idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    while time.monotonic() < deadline:
+        if choose.count() and choose.first.is_visible():
+            choose.first.click()
+        elif idle.count():
+            return
+        page.wait_for_timeout(250)
+    raise TimeoutError(f"the kernel was not idle after {timeout} s")
 
 
 def code_cells(name: str) -> list[dict]:
@@ -125,15 +146,29 @@ def code_cells(name: str) -> list[dict]:
 
 
 def run_all_cells(page) -> None:
-    page.click("li.lm-MenuBar-item:has-text('Run')")
-    page.click("li.lm-Menu-item:visible:has-text('Run All Cells')")
+    """Run > Run All Cells, and wait until every code cell has its execution count.
+
+    Right after the kernel starts, JupyterLab may drop the request (the cells stay "[ ]"):
+    a person would run them again, and so do we.
+    """
     total = len(code_cells(NOTEBOOK))
-    page.wait_for_function(
-        """total => {
-            const prompts = [...document.querySelectorAll(
-                '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')];
-            return prompts.length === total && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }""", arg=total, timeout=180_000)
+    prompts = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt"
+    done = f"""() => {{
+        const p = [...document.querySelectorAll('{prompts}')];
+        return p.length === {total} && p.every(e => /\\[\\d+\\]/.test(e.textContent));
+    }}"""
+    started = f"""() => [...document.querySelectorAll('{prompts}')]
+        .some(e => /\\[(\\d+|\\*)\\]/.test(e.textContent))"""
+    for _ in range(3):
+        page.click("li.lm-MenuBar-item:has-text('Run')")
+        page.click("li.lm-Menu-item:visible:has-text('Run All Cells')")
+        try:
+            page.wait_for_function(started, timeout=15_000)
+        except Exception:  # nothing started: the request was dropped
+            continue
+        page.wait_for_function(done, timeout=180_000)
+        return
+    raise TimeoutError("Run All Cells started nothing, three times")
 
 
 def slider_handle(page, label: str):
@@ -193,3 +228,21 @@ def test_slider_latency_from_key_press_to_new_picture(page, capsys):
     with capsys.disabled():
         print(f"\n{line}")
     assert len(times) >= 20 and all(t > 0 for t in times)
+
+
+def test_dark_theme_keeps_the_readout_and_diagram_readable(page):
+    page.click("li.lm-MenuBar-item:has-text('Settings')")
+    page.hover("li.lm-Menu-item:visible:has-text('Theme')")
+    page.click("li.lm-Menu-item:visible:has-text('JupyterLab Dark')")
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=30_000)
+    line = page.locator(".widget-html:visible", has_text="O =").first.locator("div").first
+    red, green, blue = (int(v) for v in re.findall(r"\d+", line.evaluate(
+        "e => getComputedStyle(e).color"))[:3])
+    assert 0.2126 * red + 0.7152 * green + 0.0722 * blue > 150  # light text on the dark page
+    background = page.locator(".widget-image:visible").first.evaluate(
+        "img => { const c = document.createElement('canvas'); c.width = img.naturalWidth;"
+        " c.height = img.naturalHeight; const x = c.getContext('2d'); x.drawImage(img, 0, 0);"
+        " return Array.from(x.getImageData(2, 2, 1, 1).data); }")
+    assert background[:3] == [255, 255, 255]  # the diagram keeps its own white ground
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "01_conv_output_size_dark.png"))
