@@ -269,9 +269,8 @@ ELEMENTWISE_MODULES = (
 SPATIAL_STATISTICS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 ELEMENTWISE_FUNCTIONS = {
-    operator.neg, torch.relu, torch.sigmoid, torch.tanh, torch.nn.functional.relu,
-    F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.dropout, F.leaky_relu, F.elu,
-    torch.sigmoid, torch.exp, torch.sqrt, torch.abs,
+    operator.neg, torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.sqrt, torch.abs,
+    F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.dropout, F.leaky_relu, F.elu,
     torchvision.ops.stochastic_depth,  # drops whole samples (or nothing, in eval): no mixing
 }
 MERGING_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd,
@@ -375,16 +374,16 @@ def _permute(value: _Value, node: torch.fx.Node, ndim: int) -> _Op:
     return _Op(value.field, tuple(order.index(d) for d in value.dims))
 
 
-def _reshape(value: _Value, in_shape, out_shape) -> _Value | str:
+def _reshape(value: _Value, in_shape, out_shape) -> _Op | str:
     """Reshapes that keep the spatial axes (channel shuffle, permutes) or flatten them away."""
     if value.dims is None:
-        return value
+        return _same(value)
     sizes = [in_shape[d] for d in value.dims]
     tail = list(out_shape[len(out_shape) - len(sizes):])
     if tail == sizes and len(out_shape) >= len(sizes) + 1:
-        return _Value(value.field, tuple(range(len(out_shape) - len(sizes), len(out_shape))))
+        return _Op(value.field, tuple(range(len(out_shape) - len(sizes), len(out_shape))))
     if prod(out_shape) == prod(in_shape) and len(out_shape) <= 2:
-        return _Value(value.field, None)  # flattened: spatial structure is gone
+        return _Op(value.field, None)  # flattened: spatial structure is gone
     return f"a reshape from {tuple(in_shape)} to {tuple(out_shape)} moves the spatial axes"
 
 
@@ -424,8 +423,7 @@ class _Walk:
         return self.rows
 
     def _split(self, node) -> None:
-        source = self._first_tensor_arg(node) if any(
-            a in self.values for a in node.all_input_nodes) else None
+        source = next((a for a in node.all_input_nodes if a in self.values), None)
         if source is None:
             return
         value = self.values[source]
@@ -460,8 +458,6 @@ class _Walk:
                                   f"{self._name(node, op_name)!r}: {result}; fields after it "
                                   "are unknown"))
             result = _Op(replace(value.field, unknown=f"{op_name}: {result}"), value.dims)
-        elif isinstance(result, _Value):
-            result = _Op(result.field, result.dims)
         self.values[node] = _Value(result.field, result.dims)
         self.rows.append(LayerRow(
             name=self._name(node, op_name), op=op_name, shape=out_shape[1:], field=result.field,
