@@ -36,11 +36,11 @@ def main() -> None:
     torch.manual_seed(0)
     model = torchvision.models.resnet50(weights=None)
     receptive_field(torchvision.models.resnet18(weights=None))  # warm-up: imports
-    fresh = iter([torchvision.models.resnet50(weights=None) for _ in range(3)])
-    cold, _ = timed(lambda: receptive_field(next(fresh), "layer3"), repeats=3)
+    fresh = iter([torchvision.models.resnet50(weights=None) for _ in range(5)])
+    cold, _ = timed(lambda: receptive_field(next(fresh), "layer3"), repeats=5)
     receptive_field(model, "layer3")  # traced once; later calls reuse the graph
     analytic, field = timed(lambda: receptive_field(model, "layer3"), repeats=15)
-    measured, probe = timed(lambda: measured_field(model, "layer3", (224, 224)), repeats=3)
+    measured, probe = timed(lambda: measured_field(model, "layer3", (224, 224)), repeats=5)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"receptive_field(resnet50, 'layer3'), first call on a model: {cold * 1000:8.1f} ms")
     print(f"receptive_field(resnet50, 'layer3'), again (graph reused):  {analytic * 1000:8.1f} ms"

@@ -33,7 +33,6 @@ import torch.fx
 import torch.nn.functional as F
 import torchvision.ops
 from torch import nn
-from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from .arithmetic import conv_output_size, pool_output_size
 from .field import ReceptiveField
@@ -391,9 +390,9 @@ def _reshape(value: _Value, in_shape, out_shape) -> _Op | str:
 
 
 class _Walk:
-    def __init__(self, graph_module: torch.fx.GraphModule, spatial: int) -> None:
-        self.gm = graph_module
-        self.modules = dict(graph_module.named_modules())
+    def __init__(self, model: nn.Module, graph: torch.fx.Graph, spatial: int) -> None:
+        self.graph = graph
+        self.modules = dict(model.named_modules())
         self.values: dict[torch.fx.Node, _Value] = {}
         self.rows: list[LayerRow] = []
         self.spatial = spatial
@@ -402,19 +401,19 @@ class _Walk:
         self.name_counts: Counter[str] = Counter()
 
     def run(self) -> list[LayerRow]:
-        for node in self.gm.graph.nodes:
-            meta = node.meta.get("tensor_meta")
+        for node in self.graph.nodes:
+            shape = _shape_of(node)
             if node.op == "placeholder":
-                if meta is None or len(meta.shape) < 2 + self.spatial:
+                if shape is None or len(shape) < 2 + self.spatial:
                     continue
-                ndim = len(meta.shape)
+                ndim = len(shape)
                 identity = Field(tuple(ReceptiveField() for _ in range(self.spatial)))
                 self.values[node] = _Value(identity, tuple(range(ndim - self.spatial, ndim)))
             elif node.op in ("call_module", "call_function", "call_method"):
                 if node.target in SPLITTING:  # a tuple of tensors, taken apart by getitem
                     self._split(node)
                     continue
-                if not hasattr(meta, "shape"):  # sizes, tuples: not a tensor
+                if shape is None:  # sizes, tuples: not a tensor
                     continue
                 inputs = [self.values[a] for a in node.all_input_nodes if a in self.values]
                 if not inputs:
@@ -436,16 +435,15 @@ class _Walk:
             self.values[node] = value
 
     def _shape(self, node) -> tuple[int, ...]:
-        return tuple(node.meta["tensor_meta"].shape)
+        return _shape_of(node)
 
     def _first_tensor_arg(self, node) -> torch.fx.Node:
         return next(a for a in node.all_input_nodes if a in self.values)
 
     def _input_shape_of(self, node) -> tuple[int, ...]:
-        source = self._first_tensor_arg(node)
-        meta = source.meta.get("tensor_meta")
-        if hasattr(meta, "shape"):
-            return tuple(meta.shape)
+        shape = _shape_of(self._first_tensor_arg(node))
+        if shape is not None:
+            return shape
         return self._shape(node)  # the source is a split: its pieces look like the output
 
     def _step(self, node, inputs: list[_Value]) -> None:
@@ -503,7 +501,7 @@ class _Walk:
                                  kw.get("padding", 0), kw.get("dilation", 1))
         if target in (F.conv1d, F.conv2d, F.conv3d):
             kw = _arguments(node, ("input", "weight", "bias", "stride", "padding", "dilation"))
-            kernel = tuple(kw["weight"].meta["tensor_meta"].shape[2:])
+            kernel = _shape_of(kw["weight"])[2:]
             return name, _window(value, kernel, kw.get("stride", 1), kw.get("padding", 0),
                                  kw.get("dilation", 1))
         if target is F.linear:
@@ -576,13 +574,21 @@ class _TooSmall(Exception):
         self.message = message
 
 
+_SHAPE = "rfviz_shape"
+
+
+def _shape_of(node: torch.fx.Node) -> tuple[int, ...] | None:
+    """The shape of the tensor ``node`` gives, after shape propagation; None if not a tensor."""
+    return node.meta.get(_SHAPE)
+
+
 class _MetaShapeProp(torch.fx.Interpreter):
     """Shape propagation on the meta device that never touches the model's weights.
 
     Convolutions and pooling get their output shape from :mod:`rfviz.arithmetic` (tested
     equal to torch), shape-preserving modules pass their input through, and anything else
-    runs on a weightless meta copy of that one module. Each node gets ``meta["tensor_meta"]``
-    as with torch.fx's ``ShapeProp``. A failure names the layer, in the model's own names,
+    runs on a weightless meta copy of that one module. Each node that gives a tensor gets its
+    shape in ``meta["rfviz_shape"]``. A failure names the layer, in the model's own names,
     and the shape that reached it.
     """
 
@@ -590,25 +596,29 @@ class _MetaShapeProp(torch.fx.Interpreter):
         try:
             result = super().run_node(node)
         except Exception as error:
-            shapes = [tuple(a.meta["tensor_meta"].shape[1:]) for a in node.all_input_nodes
-                      if hasattr(a.meta.get("tensor_meta"), "shape")]
+            shapes = [_shape_of(a)[1:] for a in node.all_input_nodes if _shape_of(a) is not None]
             where = node.target if node.op == "call_module" else node.name
             message = str(error).strip().splitlines()[0]
             raise _TooSmall(f"input_size is too small for this model: at {where!r} the input "
                             f"has shape {shapes[0] if shapes else '?'} (channels, *spatial): "
                             f"{message}") from None
         if isinstance(result, torch.Tensor):
-            node.meta["tensor_meta"] = _extract_tensor_metadata(result)
-        elif isinstance(result, tuple | list) and all(isinstance(r, torch.Tensor)
-                                                      for r in result):
-            node.meta["tensor_meta"] = tuple(_extract_tensor_metadata(r) for r in result)
+            node.meta[_SHAPE] = tuple(result.shape)
         else:
-            node.meta.pop("tensor_meta", None)
+            node.meta.pop(_SHAPE, None)
         return result
 
     def get_attr(self, target, args, kwargs):
         value = super().get_attr(target, args, kwargs)
         return torch.empty_like(value, device="meta") if isinstance(value, torch.Tensor) else value
+
+    def call_function(self, target, args, kwargs):
+        result = _broadcast(target in MERGING_FUNCTIONS, args, kwargs)
+        return super().call_function(target, args, kwargs) if result is None else result
+
+    def call_method(self, target, args, kwargs):
+        result = _broadcast(target in MERGING_METHODS, args, kwargs)
+        return super().call_method(target, args, kwargs) if result is None else result
 
     def call_module(self, target, args, kwargs):
         module = self.fetch_attr(target)
@@ -620,6 +630,17 @@ class _MetaShapeProp(torch.fx.Interpreter):
         if shape is not None:
             return torch.empty(shape, device="meta")
         return _meta_copy(module)(*args, **kwargs)
+
+
+def _broadcast(arithmetic: bool, args, kwargs) -> torch.Tensor | None:
+    """The result of ``x + y``-like arithmetic on meta tensors of one dtype, by broadcasting
+    their shapes (running torch's meta kernel for it costs a third of shape propagation);
+    None where that shortcut does not apply."""
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    if not arithmetic or not tensors or len({t.dtype for t in tensors}) != 1:
+        return None
+    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    return torch.empty(shape, device="meta", dtype=tensors[0].dtype)
 
 
 def _module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -649,9 +670,9 @@ def _module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int
     return None
 
 
-def _input_shape(graph_module: nn.Module, input_size) -> tuple[int, ...]:
+def _input_shape(model: nn.Module, input_size) -> tuple[int, ...]:
     """(1, channels, *spatial) from the first convolution or linear layer."""
-    first = next((m for m in graph_module.modules()
+    first = next((m for m in model.modules()
                   if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear)), None)
     if isinstance(first, nn.Conv1d | nn.Conv2d | nn.Conv3d):
         spatial, channels = len(first.kernel_size), first.in_channels
@@ -683,9 +704,11 @@ def trace(model: nn.Module, input_size=(224, 224)) -> LayerTable:
 _GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _graph_module(model: nn.Module) -> torch.fx.GraphModule:
-    """``symbolic_trace(model)``, remembered while the model's module tree stays the same.
+def _graph(model: nn.Module) -> torch.fx.Graph:
+    """The torch.fx graph of ``model``, remembered while the model's module tree stays the same.
 
+    Only the graph is kept: ``symbolic_trace`` would also wrap it in a ``GraphModule`` and
+    generate and compile its Python code, a third of the cost, which rfviz never runs.
     Tracing costs most of a ``receptive_field`` call, and a notebook asks about the same
     model again and again. The graph records which modules are called, not their settings
     (those are read afresh on every call), so it stays valid until a submodule is replaced
@@ -696,26 +719,26 @@ def _graph_module(model: nn.Module) -> torch.fx.GraphModule:
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
     try:  # tracing records calls; it changes nothing in the model
-        graph_module = torch.fx.symbolic_trace(model)
+        graph = torch.fx.Tracer().trace(model)
     except Exception as error:
         raise ValueError(f"torch.fx cannot trace {type(model).__name__}: "
                          f"{str(error).splitlines()[0]}") from None
-    _GRAPHS[model] = (fingerprint, graph_module)
-    return graph_module
+    _GRAPHS[model] = (fingerprint, graph)
+    return graph
 
 
 def _trace(model: nn.Module, input_size) -> LayerTable:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    graph_module = _graph_module(model)
+    graph = _graph(model)
     shape = _input_shape(model, input_size)
     try:
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
                      torch.get_default_dtype())
-        _MetaShapeProp(graph_module).run(torch.empty(shape, device="meta", dtype=dtype))
+        _MetaShapeProp(model, graph=graph).run(torch.empty(shape, device="meta", dtype=dtype))
     except _TooSmall as error:
         raise ValueError(error.message) from None
-    walk = _Walk(graph_module, spatial=len(shape) - 2)
+    walk = _Walk(model, graph, spatial=len(shape) - 2)
     rows = walk.run()
     return LayerTable(tuple(rows), shape[1:], tuple(walk.problems))
 
