@@ -32,6 +32,8 @@ def run(mode: str, size: int, tile: int, out: str) -> None:
     warnings.simplefilter("ignore")  # torch warns about TF32 when oneDNN flags are set
 
     import torch
+
+    torch_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the import alone
     import torchvision
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -55,7 +57,8 @@ def run(mode: str, size: int, tile: int, out: str) -> None:
     seconds = time.perf_counter() - start
     torch.save(result, out)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "baseline_mb": baseline_mb}))
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "baseline_mb": baseline_mb,
+                      "torch_mb": torch_mb}))
 
 
 def redundancy(size: int, tile: int) -> float:
@@ -101,6 +104,9 @@ def main() -> None:
     print(f"  of which before inference (torch, model, image): {whole['baseline_mb']:.0f} MB; "
           f"growth during inference: whole {grown['whole']:.0f} MB, tiled {grown['tiled']:.0f} "
           f"MB, ratio {grown['tiled'] / grown['whole']:.2f}")
+    print(f"  floor: no tiling can go below baseline / whole peak = "
+          f"{whole['baseline_mb'] / whole['peak_mb']:.2f} here; `import torch` alone is "
+          f"{whole['torch_mb']:.0f} MB ({torch.__version__})")
     print(f"wall time: whole {whole['seconds']:.1f} s, tiled {tiled['seconds']:.1f} s, "
           f"ratio {tiled['seconds'] / whole['seconds']:.2f}")
     print(f"theoretical redundancy (input pixels read / image pixels): {theory:.2f}; "
