@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.colors import LogNorm
 
 from .pixels1d import PALETTE
@@ -16,6 +17,7 @@ from .pixels1d import PALETTE
 __all__ = ["draw_error_maps"]
 
 FLOOR = 1e-9  # errors below this (exact zeros included) are drawn as "equal"
+ERROR_COLORMAP = "viridis"  # lightness rises with the error, for every colour vision
 
 
 def draw_error_maps(maps: dict[str, np.ndarray], cut: float | None = None, fig=None):
@@ -31,13 +33,14 @@ def draw_error_maps(maps: dict[str, np.ndarray], cut: float | None = None, fig=N
     norm = LogNorm(vmin=FLOOR, vmax=top)
     image = None
     for ax, (label, values) in zip(axes, arrays.items(), strict=True):
-        image = ax.imshow(np.maximum(values, FLOOR), cmap="viridis", norm=norm,
+        image = ax.imshow(np.maximum(values, FLOOR), cmap=ERROR_COLORMAP, norm=norm,
                           interpolation="nearest")
         if cut is not None:
-            ax.axhline(cut - 0.5, color=PALETTE["field_padding"], linewidth=1.5, linestyle="--")
+            ax.axhline(cut - 0.5, color=PALETTE["seam"], linewidth=1.5, linestyle="--",
+                       path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
         ax.set_title(f"{label}: max {values.max():.3g}", fontsize=9)
         ax.set_xticks([])
-        ax.set_ylabel("feature-map row", fontsize=8)
+    axes[0].set_ylabel("feature-map row", fontsize=8)  # shared: on every panel it overlaps
     fig.colorbar(image, ax=list(axes), label=f"|tiled − whole| (≤ {FLOOR:g}: equal)",
                  shrink=0.85)
     return fig

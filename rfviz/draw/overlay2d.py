@@ -23,6 +23,8 @@ from .pixels1d import PALETTE
 
 __all__ = ["draw_overlay2d", "photograph"]
 
+HEAT_COLORMAP = "inferno"  # ERF heat: lightness rises with the gradient, for any colour vision
+
 
 def photograph(size: tuple[int, int] = (224, 224)) -> np.ndarray:
     """A real photograph that ships with matplotlib (Grace Hopper), as floats in [0, 1].
@@ -92,7 +94,7 @@ def draw_overlay2d(image, field, unit: tuple[int, int] = (0, 0), erf: np.ndarray
               cmap="gray" if image.ndim == 2 else None, zorder=1)
     if erf is not None:  # opaque where the gradient is strong, transparent where it is not
         strength = np.asarray(erf, dtype=float) / max(float(np.max(erf)), np.finfo(float).tiny)
-        heat = colormaps["inferno"](0.35 + 0.65 * strength)
+        heat = colormaps[HEAT_COLORMAP](0.35 + 0.65 * strength)
         heat[..., 3] = 0.85 * strength**0.4
         ax.imshow(heat, extent=(-0.5, width - 0.5, height - 0.5, -0.5), zorder=2)
     ax.add_patch(Rectangle(**box, facecolor="none", edgecolor=PALETTE["field"], linewidth=2.2,

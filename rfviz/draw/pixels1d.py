@@ -39,6 +39,7 @@ PALETTE = {
     "field": "#0072B2",  # blue: the highlighted unit's field
     "field_padding": "#E69F00",  # orange: the part of the field that falls in the padding
     "text": "#222222",
+    "seam": "#000000",  # black (with a white halo): the cut between tiles over a viridis map
 }
 
 CELL_WIDTH = 0.84  # in input pixels; the gap shows the cell borders
