@@ -62,8 +62,14 @@ def truncate(model: nn.Module, layer: str | None, input_size) -> tuple[nn.Module
     table = _trace(model, input_size)
     row = table.rows[-1] if layer is None else table.find(layer)
     table.warn(up_to=table.rows.index(row))
-    graph_module = torch.fx.symbolic_trace(copy.deepcopy(model).double().eval())
-    graph = graph_module.graph
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise ValueError("the model is on the meta device (shapes, no weights): measuring a "
+                         "field runs it, so build it on the CPU; receptive_field needs no weights")
+    # The GraphModule shares the model's modules (tracing changes nothing in the model); once
+    # cut, it keeps only those it calls, and only they are copied to float64: a third of the
+    # whole model for ResNet-50 cut at layer3.
+    cut = torch.fx.GraphModule(model, torch.fx.Tracer().trace(model))
+    graph = cut.graph
     target = next(node for node in graph.nodes if node.name == row.node)
     for node in list(graph.nodes):
         if node.op == "output":
@@ -71,8 +77,9 @@ def truncate(model: nn.Module, layer: str | None, input_size) -> tuple[nn.Module
     with graph.inserting_after(target):
         graph.output(target)
     graph.eliminate_dead_code()
-    graph_module.recompile()
-    return graph_module, (1, *table.input_shape), row.shape
+    cut.delete_all_unused_submodules()
+    cut.recompile()
+    return copy.deepcopy(cut).double().eval(), (1, *table.input_shape), row.shape
 
 
 def _support(grad: torch.Tensor) -> tuple[tuple[int, int], ...]:
@@ -108,14 +115,16 @@ def measured_field(model: nn.Module, layer: str | None = None, input_size=(224, 
     neighbour = tuple(i + 1 for i in unit)
     has_neighbour = all(n < size for n, size in zip(neighbour, spatial_out, strict=True))
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn((samples, *shape[1:]), generator=generator, dtype=torch.float64)
-    x = x.repeat_interleave(2, dim=0).requires_grad_(True)  # pairs: unit, neighbour
-    out = cut(x)
-    units = [unit, neighbour if has_neighbour else unit]
-    loss = sum(out[(k, slice(None), *units[k % 2])].sum() for k in range(2 * samples))
-    loss.backward()
-    grad_unit = x.grad[0::2].abs().sum(0)
-    grad_neighbour = x.grad[1::2].abs().sum(0)
+    grad_unit = grad_neighbour = 0
+    for _ in range(samples):  # one at a time: a batch would multiply the memory autograd keeps
+        x = torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
+        out = cut(x)[0]
+        (grad,) = torch.autograd.grad(out[(slice(None), *unit)].sum(), x,
+                                      retain_graph=has_neighbour)
+        grad_unit = grad_unit + grad[0].abs()
+        if has_neighbour:  # the same forward pass, a second backward pass
+            (grad,) = torch.autograd.grad(out[(slice(None), *neighbour)].sum(), x)
+            grad_neighbour = grad_neighbour + grad[0].abs()
     return MeasuredField(
         unit=unit, spans=_support(grad_unit),
         neighbour_spans=_support(grad_neighbour) if has_neighbour else None,
@@ -147,7 +156,10 @@ def effective_field(model: nn.Module, layer: str | None, image_or_size=(224, 224
     if image is None:
         generator = torch.Generator().manual_seed(seed)
         image = torch.randn((samples, *shape[1:]), generator=generator, dtype=torch.float64)
-    x = image.clone().requires_grad_(True)
-    cut(x)[(slice(None), slice(None), *unit)].sum().backward()
-    magnitude = x.grad.abs().sum(dim=(0, 1)).numpy()
+    magnitude = 0
+    for one in image.split(1):  # one at a time, as in measured_field
+        x = one.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(cut(x)[(0, slice(None), *unit)].sum(), x)
+        magnitude = magnitude + grad[0].abs().sum(0)
+    magnitude = magnitude.numpy()
     return magnitude / magnitude.sum()
