@@ -390,9 +390,9 @@ def _reshape(value: _Value, in_shape, out_shape) -> _Op | str:
 
 
 class _Walk:
-    def __init__(self, model: nn.Module, graph: torch.fx.Graph, spatial: int) -> None:
+    def __init__(self, modules: dict[str, nn.Module], graph: torch.fx.Graph, spatial: int) -> None:
         self.graph = graph
-        self.modules = dict(model.named_modules())
+        self.modules = modules
         self.values: dict[torch.fx.Node, _Value] = {}
         self.rows: list[LayerRow] = []
         self.spatial = spatial
@@ -621,7 +621,7 @@ class _MetaShapeProp(torch.fx.Interpreter):
         return super().call_method(target, args, kwargs) if result is None else result
 
     def call_module(self, target, args, kwargs):
-        module = self.fetch_attr(target)
+        module = self.submodules[target]  # fetch_attr would walk the dotted path each time
         x = args[0]
         if isinstance(module, ELEMENTWISE_MODULES) and not kwargs and len(args) == 1:
             return x
@@ -735,10 +735,11 @@ def _trace(model: nn.Module, input_size) -> LayerTable:
     try:
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
                      torch.get_default_dtype())
-        _MetaShapeProp(model, graph=graph).run(torch.empty(shape, device="meta", dtype=dtype))
+        shapes = _MetaShapeProp(model, graph=graph)
+        shapes.run(torch.empty(shape, device="meta", dtype=dtype))
     except _TooSmall as error:
         raise ValueError(error.message) from None
-    walk = _Walk(model, graph, spatial=len(shape) - 2)
+    walk = _Walk(shapes.submodules, graph, spatial=len(shape) - 2)
     rows = walk.run()
     return LayerTable(tuple(rows), shape[1:], tuple(walk.problems))
 
