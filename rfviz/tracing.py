@@ -633,11 +633,12 @@ class _MetaShapeProp(torch.fx.Interpreter):
 
 
 def _broadcast(arithmetic: bool, args, kwargs) -> torch.Tensor | None:
-    """The result of ``x + y``-like arithmetic on meta tensors of one dtype, by broadcasting
-    their shapes (running torch's meta kernel for it costs a third of shape propagation);
-    None where that shortcut does not apply."""
+    """The result of ``x + y``-like arithmetic on floating meta tensors of one dtype (Python
+    numbers beside them keep that dtype), by broadcasting their shapes: running torch's meta
+    kernel for it costs a third of shape propagation. None where that shortcut does not apply."""
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-    if not arithmetic or not tensors or len({t.dtype for t in tensors}) != 1:
+    if (not arithmetic or not tensors or len({t.dtype for t in tensors}) != 1
+            or not tensors[0].is_floating_point()):
         return None
     shape = torch.broadcast_shapes(*(t.shape for t in tensors))
     return torch.empty(shape, device="meta", dtype=tensors[0].dtype)

@@ -300,3 +300,39 @@ def test_layer_norm_over_channels_after_a_permute_is_local():
     assert not table["features.1"].field.is_global
     over_space = nn.Sequential(conv(3, c_in=3), nn.LayerNorm([8, 8]))  # normalises H and W
     assert receptive_field(over_space, input_size=10).is_global
+
+
+class Scaled(nn.Module):
+    """Arithmetic whose result shape comes from broadcasting: a per-channel scale, a number, and
+    a tensor built from an integer index (whose dtype changes when it is halved)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = conv(3, p=1)
+        self.scale = nn.Parameter(torch.ones(1, 4, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x) * self.scale + 0.5
+        rows = torch.arange(y.shape[2]).view(1, 1, -1, 1) / 2  # int64 / 2 -> float
+        return y.mean(dim=(0, 1), keepdim=True) - rows
+
+
+def test_arithmetic_shapes_and_dtypes_follow_broadcasting_as_torch_does():
+    model = Scaled()
+    table = trace(model, input_size=(9, 7))
+    with torch.no_grad():
+        real = model(torch.zeros(1, 4, 9, 7))
+    assert table.rows[-1].shape == tuple(real.shape[1:]) == (1, 9, 7)
+
+
+def test_arithmetic_on_shapes_that_do_not_broadcast_names_the_op():
+    class Mismatch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = conv(3), conv(5)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    with pytest.raises(ValueError, match=r"at 'add'.*\(4, 6, 6\)"):
+        trace(Mismatch(), input_size=8)
