@@ -7,7 +7,7 @@ passes on random inputs, one at a time), and their ratio, measured in one run.
 Targets: analytic ≤ 0.2 s and ≥ 100x faster than measuring, judged on the repeated call.
 
 A model's first call also pays for torch.fx's symbolic trace; that is printed too, with the
-trace's own time: the trace alone takes more than a hundredth of a measurement.
+trace's own time: the trace by itself takes more than a hundredth of a measurement.
 
 Run: ``.venv/bin/python benchmarks/bench_trace.py``.
 """
@@ -56,7 +56,7 @@ def main() -> None:
           f"(clipped at 224: {probe.clipped})")
     print(f"ratio measured / analytic: {measured / analytic:.0f}x   (targets: analytic ≤ 200 ms, "
           f"ratio ≥ 100x); on a model's first call {measured / cold:.0f}x, of which "
-          f"torch.fx's trace alone takes {tracing * 1000:.1f} ms")
+          f"torch.fx's trace by itself takes {tracing * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
