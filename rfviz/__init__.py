@@ -24,7 +24,7 @@ from .arithmetic import (
     same_padding,
 )
 from .exercises import check
-from .field import Layer, ReceptiveField, layer_sizes
+from .field import Layer, ReceptiveField, layer_fields, layer_sizes
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "conv_transpose_output_size",
     "effective_kernel",
     "explain_output_size",
+    "layer_fields",
     "layer_sizes",
     "pool_output_size",
     "same_padding",

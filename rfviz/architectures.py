@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .field import Layer, ReceptiveField
+from .field import Layer, layer_fields, layer_sizes
 from .table import Table
 
 __all__ = ["ALEXNET", "RESNET18", "RESNET50", "RESNET50_V15", "VGG16", "field_table",
@@ -76,11 +76,8 @@ RESNET50_V15 = _bottleneck_stages([3, 4, 6, 3], stride_on_3x3=True)  # torchvisi
 
 def field_rows(layers: Iterable[Layer], size: int):
     """Yield ``(layer, n, field)`` after each layer: output length and receptive field."""
-    field, n = ReceptiveField(), size
-    for layer in layers:
-        n = layer.output_size(n)
-        field = field.then(layer.kernel, layer.stride, layer.padding, layer.dilation)
-        yield layer, n, field
+    layers = list(layers)
+    yield from zip(layers, layer_sizes(layers, size)[1:], layer_fields(layers)[1:], strict=True)
 
 
 def field_table(layers: Iterable[Layer], size: int) -> Table:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .arithmetic import _check_int, conv_output_size, effective_kernel, pool_output_size
 
-__all__ = ["Layer", "ReceptiveField", "layer_sizes"]
+__all__ = ["Layer", "ReceptiveField", "layer_fields", "layer_sizes"]
 
 OPS = ("conv", "maxpool", "avgpool")
 
@@ -126,6 +126,18 @@ def layer_sizes(layers: Iterable[Layer | tuple | dict], size: int) -> list[int]:
     return sizes
 
 
+def layer_fields(layers: Iterable[Layer | tuple | dict]) -> list[ReceptiveField]:
+    """The field of the input (a pixel sees itself) and after each layer.
+
+    >>> [field.size for field in layer_fields([(11, 4, 0), (3, 2, 0)])]   # 11 + (3-1)*4
+    [1, 11, 19]
+    """
+    fields = [ReceptiveField()]
+    for layer in map(as_layer, layers):
+        fields.append(fields[-1].then(layer.kernel, layer.stride, layer.padding, layer.dilation))
+    return fields
+
+
 @dataclass(frozen=True)
 class ReceptiveField:
     """The field of a unit along one axis; the default is the identity (a pixel sees itself).
@@ -161,10 +173,7 @@ class ReceptiveField:
     @classmethod
     def of(cls, layers: Iterable[Layer | tuple | dict]) -> ReceptiveField:
         """The field of a stack of layers, first layer first."""
-        field = cls()
-        for layer in map(as_layer, layers):
-            field = field.then(layer.kernel, layer.stride, layer.padding, layer.dilation)
-        return field
+        return layer_fields(layers)[-1]
 
     def span(self, unit: int) -> tuple[int, int]:
         """First and last input pixel (0-based, inclusive) that output ``unit`` sees.

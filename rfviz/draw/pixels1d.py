@@ -25,7 +25,7 @@ from matplotlib.path import Path
 from matplotlib.textpath import TextPath
 from matplotlib.transforms import IdentityTransform, blended_transform_factory
 
-from ..field import Layer, ReceptiveField, as_layer
+from ..field import Layer, ReceptiveField, as_layer, layer_fields
 
 __all__ = ["Diagram1d", "Row", "draw_pixels1d", "layout_pixels1d", "PALETTE"]
 
@@ -111,13 +111,12 @@ def layout_pixels1d(layers: Sequence[Layer | tuple | dict], size: int,
     """
     layers = [as_layer(layer) for layer in layers]
     sizes = [size]
-    fields = [ReceptiveField()]
     for number, layer in enumerate(layers, start=1):
         try:
             sizes.append(layer.output_size(sizes[-1]))
         except ValueError as error:
             raise ValueError(f"layer {number} ({layer.label}): {error}") from None
-        fields.append(fields[-1].then(layer.kernel, layer.stride, layer.padding, layer.dilation))
+    fields = layer_fields(layers)
 
     rows = []
     for r, (n, field) in enumerate(zip(sizes, fields, strict=True)):
