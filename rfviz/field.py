@@ -126,6 +126,21 @@ def layer_sizes(layers: Iterable[Layer | tuple | dict], size: int) -> list[int]:
     return sizes
 
 
+class PerAxis:
+    """``.h`` and ``.w`` for anything that holds one value per spatial axis in ``axes``
+    (H, W are the last two, as in a tensor)."""
+
+    axes: tuple
+
+    @property
+    def h(self):
+        return self.axes[-2]
+
+    @property
+    def w(self):
+        return self.axes[-1]
+
+
 def layer_fields(layers: Iterable[Layer | tuple | dict]) -> list[ReceptiveField]:
     """The field of the input (a pixel sees itself) and after each layer.
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .field import PerAxis
 from .tracing import receptive_field
 
 __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
@@ -52,7 +53,7 @@ class AxisMargins:
 
 
 @dataclass(frozen=True)
-class Margins:
+class Margins(PerAxis):
     """Per spatial axis (H, W for images): context before and after, and the stride grid."""
 
     before: tuple[int, ...]
@@ -63,14 +64,6 @@ class Margins:
     def axes(self) -> tuple[AxisMargins, ...]:
         return tuple(AxisMargins(*values)
                      for values in zip(self.before, self.after, self.stride, strict=True))
-
-    @property
-    def h(self) -> AxisMargins:
-        return self.axes[-2]
-
-    @property
-    def w(self) -> AxisMargins:
-        return self.axes[-1]
 
     @property
     def before_aligned(self) -> tuple[int, ...]:

@@ -35,7 +35,7 @@ import torchvision.ops
 from torch import nn
 
 from .arithmetic import conv_output_size, pool_output_size
-from .field import ReceptiveField
+from .field import PerAxis, ReceptiveField
 from .table import Table
 
 __all__ = ["Field", "LayerRow", "LayerTable", "RfvizWarning", "receptive_field", "trace"]
@@ -48,7 +48,7 @@ class RfvizWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class Field:
+class Field(PerAxis):
     """A receptive field per spatial axis (H and W kept apart), or global, or unknown.
 
     ``axes`` holds one :class:`~rfviz.field.ReceptiveField` per spatial axis, in the
@@ -59,14 +59,6 @@ class Field:
     axes: tuple[ReceptiveField, ...]
     is_global: bool = False
     unknown: str | None = None  # why, if rfviz could not follow an op
-
-    @property
-    def h(self) -> ReceptiveField:
-        return self.axes[-2]
-
-    @property
-    def w(self) -> ReceptiveField:
-        return self.axes[-1]
 
     @property
     def size(self) -> tuple[int, ...]:
