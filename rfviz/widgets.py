@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .arithmetic import explain_output_size
+from .draw.overlay2d import draw_overlay2d, photograph
 from .draw.pixels1d import draw_pixels1d
 from .field import Layer, ReceptiveField
 
@@ -29,6 +30,7 @@ __all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "conv_panel
 
 OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool"}
 DPI = 100
+PROBLEM_COLOR = "#D55E00"  # Okabe–Ito vermillion
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,29 @@ def describe(state: PanelState) -> PanelView:
     return PanelView(tuple(fitted), tuple(sizes), unit, tuple(lines), problem)
 
 
-class ConvPanel:
+class _Panel:
+    """Shown in a notebook as its widget, with ``repr`` as the plain-text form (what nbval
+    compares, instead of a widget's random id)."""
+
+    widget: widgets.Widget
+
+    def _repr_mimebundle_(self, **kwargs):
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
+
+
+def _canvas_figure(**kwargs) -> Figure:
+    """A pyplot-free figure with its own Agg canvas (drawn to bytes, never to a window)."""
+    figure = Figure(dpi=DPI, **kwargs)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _failure(error: Exception) -> str:
+    """The one red line a panel shows instead of a traceback."""
+    return _line(f"unexpected error ({type(error).__name__}: {error})", PROBLEM_COLOR)
+
+
+class ConvPanel(_Panel):
     """Sliders for kernel, stride, padding, dilation and input size over a stacked diagram.
 
     ``layers`` repeats the same layer, to watch fields grow; ``unit`` picks the top unit
@@ -111,8 +135,7 @@ class ConvPanel:
     def __init__(self, *, index_base: int = 0, **values) -> None:
         state = PanelState(**values)
         self.index_base = index_base
-        self._figure = Figure(dpi=DPI)
-        FigureCanvasAgg(self._figure)
+        self._figure = _canvas_figure()
         style = {"description_width": "5.5em"}
         layout = widgets.Layout(width="20em")
 
@@ -179,8 +202,7 @@ class ConvPanel:
             self.view = describe(state)
             self._show(self.view)
         except Exception as error:  # a widget must never show a traceback
-            self.readout.value = _line(f"unexpected error ({type(error).__name__}: {error})",
-                                       "#D55E00")
+            self.readout.value = _failure(error)
         finally:
             self._updating = False
 
@@ -201,7 +223,7 @@ class ConvPanel:
         unit.disabled = view.unit is None
         lines = [_line(html.escape(text)) for text in view.lines]
         if view.problem:
-            lines.append(_line(html.escape(view.problem), "#D55E00"))
+            lines.append(_line(html.escape(view.problem), PROBLEM_COLOR))
         self.readout.value = "".join(lines)
         draw_pixels1d(view.layers, view.sizes[0], highlight=view.unit, figure=self._figure,
                       index_base=self.index_base)
@@ -209,9 +231,6 @@ class ConvPanel:
 
     def __repr__(self) -> str:
         return f"ConvPanel({self.state})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
 
 
 def conv_panel(**values) -> ConvPanel:
@@ -236,7 +255,7 @@ def _encode(figure: Figure, kind: str) -> bytes:
     return buffer.getvalue()
 
 
-class OverlayPanel:
+class OverlayPanel(_Panel):
     """A slider over a model's layers showing one unit's field over a photograph.
 
     The field of each layer comes from :func:`rfviz.tracing.receptive_field` (the model is
@@ -244,15 +263,13 @@ class OverlayPanel:
     """
 
     def __init__(self, model, layers: list[str], image=None, *, unit=None) -> None:
-        from .draw.overlay2d import photograph
-        from .tracing import trace
+        from .tracing import trace  # torch: imported when a model is shown, not with widgets
 
         self.image = photograph((224, 224)) if image is None else image
         size = self.image.shape[:2]
         table = trace(model, size)
         self.rows = {name: table.find(name) for name in layers}
-        self._figure = Figure(figsize=(5.0, 5.0), dpi=DPI)
-        FigureCanvasAgg(self._figure)
+        self._figure = _canvas_figure(figsize=(5.0, 5.0))
         self.layer = widgets.SelectionSlider(options=layers, value=layers[0], description="layer",
                                              continuous_update=True,
                                              layout=widgets.Layout(width="28em"))
@@ -286,8 +303,6 @@ class OverlayPanel:
         try:
             if change is not None and change["owner"] is self.layer:
                 self._adapt(center=False)
-            from .draw.overlay2d import draw_overlay2d
-
             row = self.rows[self.layer.value]
             self._figure.clear()
             draw_overlay2d(self.image, row.field, unit=(self.unit_h.value, self.unit_w.value),
@@ -296,8 +311,7 @@ class OverlayPanel:
                 f"{row.name}: output {'×'.join(map(str, row.shape))}, field {row.field}"))
             self.picture.value = _encode(self._figure, "jpeg")  # a photograph: JPEG is 10x smaller
         except Exception as error:  # a widget must never show a traceback
-            self.readout.value = _line(f"unexpected error ({type(error).__name__}: {error})",
-                                       "#D55E00")
+            self.readout.value = _failure(error)
         finally:
             self._updating = False
 
@@ -305,11 +319,8 @@ class OverlayPanel:
         return (f"OverlayPanel(layer={self.layer.value!r}, "
                 f"unit=({self.unit_h.value}, {self.unit_w.value}))")
 
-    def _repr_mimebundle_(self, **kwargs):
-        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
 
-
-class FigurePanel:
+class FigurePanel(_Panel):
     """One control driving a drawing: ``draw(figure, value)`` redraws a persistent figure,
     shown as an image (no ``Output`` widget, so nothing leaks when no browser is attached).
 
@@ -322,8 +333,7 @@ class FigurePanel:
 
     def __init__(self, control, draw, *, size=(6.0, 3.6), kind: str = "png") -> None:
         self.control, self.draw, self.kind = control, draw, kind
-        self.figure = Figure(figsize=size, dpi=DPI)
-        FigureCanvasAgg(self.figure)
+        self.figure = _canvas_figure(figsize=size)
         self.picture = widgets.Image(format=kind, layout=widgets.Layout(max_width="100%"))
         self.readout = widgets.HTML()
         self.widget = widgets.VBox([control, self.readout, self.picture])
@@ -337,11 +347,7 @@ class FigurePanel:
             self.picture.value = _encode(self.figure, self.kind)
             self.readout.value = ""
         except Exception as error:  # a widget must never show a traceback
-            self.readout.value = _line(f"unexpected error ({type(error).__name__}: {error})",
-                                       "#D55E00")
+            self.readout.value = _failure(error)
 
     def __repr__(self) -> str:
         return f"FigurePanel({self.control.description or 'value'}={self.control.value!r})"
-
-    def _repr_mimebundle_(self, **kwargs):
-        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
