@@ -3,11 +3,12 @@
 (The module is ``tracing``, not ``trace``: ``rfviz.trace`` is the function, and a submodule
 of the same name would replace it as the package's attribute once imported.)
 
-The model is traced symbolically (``torch.fx.symbolic_trace``, which records calls and
-changes nothing), and shapes propagate on the *meta* device: convolutions and pooling by
-rfviz's own arithmetic, anything else on a weightless copy of that one module. No weight is
-read and nothing is computed. Fields are then composed op by op along the real graph: residual
-additions and concatenations take the union of their branches' spans, per axis.
+The model is traced symbolically (a ``torch.fx.Tracer`` records its calls and changes
+nothing; the graph is kept per model), and shapes propagate on the *meta* device:
+convolutions and pooling by rfviz's own arithmetic, anything else on a weightless copy of
+that one module. No weight is read and nothing is computed. Fields are then composed op by op
+along the real graph: residual additions and concatenations take the union of their branches'
+spans, per axis.
 
 >>> from torch import nn
 >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3))
@@ -419,15 +420,12 @@ class _Walk:
             return
         value = self.values[source]
         dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
-        dim %= len(self._shape(source))
+        dim %= len(_shape_of(source))
         if value.dims and dim in value.dims:
             self.values[node] = _Value(replace(value.field, unknown="split along a spatial axis"),
                                        value.dims)
         else:
             self.values[node] = value
-
-    def _shape(self, node) -> tuple[int, ...]:
-        return _shape_of(node)
 
     def _first_tensor_arg(self, node) -> torch.fx.Node:
         return next(a for a in node.all_input_nodes if a in self.values)
@@ -436,12 +434,12 @@ class _Walk:
         shape = _shape_of(self._first_tensor_arg(node))
         if shape is not None:
             return shape
-        return self._shape(node)  # the source is a split: its pieces look like the output
+        return _shape_of(node)  # the source is a split: its pieces look like the output
 
     def _step(self, node, inputs: list[_Value]) -> None:
         value = inputs[0]
         in_shape = self._input_shape_of(node)
-        out_shape = self._shape(node)
+        out_shape = _shape_of(node)
         op_name, result = self._rule(node, value, inputs, in_shape, out_shape)
         if isinstance(result, str):  # cannot follow: say so, never guess
             self.problems.append((len(self.rows), f"rfviz cannot follow {op_name} at "
