@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -63,9 +62,16 @@ def run(mode: str, size: int, tile: int, out: str) -> None:
 
 def redundancy(size: int, tile: int) -> float:
     """Input pixels the tiles read, over the image's pixels (one axis squared)."""
-    from rfviz.tiling import AxisMargins, plan_axis
+    import torch
+    import torchvision
 
-    axis = plan_axis(size, math.ceil(size / 16), tile, AxisMargins(133, 118, 16))
+    from rfviz.tiling import plan_axis, tile_margins
+    from rfviz.tracing import trace
+
+    with torch.device("meta"):  # margins and sizes need no weights
+        model = torchvision.models.resnet50(weights=None)
+    outputs = trace(model, size)["layer3"].shape[-1]
+    axis = plan_axis(size, outputs, tile, tile_margins(model, "layer3").h)
     read = sum(t.read.stop - t.read.start for t in axis)
     return (read / size) ** 2
 
