@@ -58,25 +58,40 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _write_settings(folder: Path) -> None:
+    """User settings for the test's JupyterLab: every cell in the DOM (no virtual scrolling,
+    so widgets far from the view exist), the kernel started without asking, and no "Jupyter
+    news?" toast over the page (`make lab` sets the last one too, from binder/overrides.json)."""
+    settings = {
+        "notebook-extension/tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
+        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }
+    for name, values in settings.items():
+        path = folder / "@jupyterlab" / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """JupyterLab on 127.0.0.1, a free port and a token, in a copy of notebooks/."""
+    """JupyterLab on 127.0.0.1, a free port and a token, in a copy of notebooks/.
+
+    Yields (base url, token, log path). ``expose_app_in_browser`` lets the test ask the
+    application itself whether the kernel is ready and run commands by their ids.
+    """
     folder = tmp_path_factory.mktemp("lab") / "notebooks"
     shutil.copytree(ROOT / "notebooks", folder)
-    # Every cell in the DOM (no virtual scrolling), so that widgets far from the view exist;
-    # start the kernel without asking (JupyterLab asks when its kernel list arrives late).
     settings = tmp_path_factory.mktemp("settings")
-    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
-    tracker.parent.mkdir(parents=True)
-    tracker.write_text(json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
+    _write_settings(settings)
     port, token = _free_port(), uuid.uuid4().hex
     jupyter = Path(sys.executable).with_name("jupyter")
-    log = open(tmp_path_factory.mktemp("log") / "lab.log", "w")  # noqa: SIM115
+    log_path = tmp_path_factory.mktemp("log") / "lab.log"
+    log = open(log_path, "w")  # noqa: SIM115
     server = subprocess.Popen(
         [str(jupyter), "lab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={folder}", f"--LabApp.user_settings_dir={settings}",
-         "--LabApp.news_url=",
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -88,9 +103,9 @@ def lab(tmp_path_factory):
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("JupyterLab did not start; see its log") from None
+                    raise RuntimeError(f"JupyterLab did not start; see {log_path}") from None
                 time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}", token
+        yield f"http://127.0.0.1:{port}", token, log_path
     finally:  # jupyter lab starts children: stop the whole process group
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -102,7 +117,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(lab):
-    base, token = lab
+    base, token, log_path = lab
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=CHROMIUM_ARGS)
@@ -115,29 +130,61 @@ def page(lab):
             run_all_cells(page)
             page.wait_for_selector(".widget-slider .noUi-handle", timeout=60_000)  # drawn
         except Exception:
-            OUTPUT.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(OUTPUT / "setup-failure.png"))
+            save_failure(page, "setup-failure", log_path)
             raise
-        news = page.locator(".jp-Notification-Toast button:has-text('No')")
-        if news.count():  # "notified about Jupyter news?" hides part of the page
-            news.first.click()
         yield page
         browser.close()
 
 
-def wait_for_kernel(page, timeout: float = 90) -> None:
-    """Wait until the notebook's kernel is idle. JupyterLab sometimes asks which kernel to
-    start (when the kernel specs arrive after the notebook): answer as a person would."""
+# The notebook panel in front, its kernel and its code cells' prompts, as the page has them.
+NOTEBOOK_STATE = """() => {
+    const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const context = panel && panel.sessionContext;
+    const kernel = context && context.session && context.session.kernel;
+    const prompts = [...document.querySelectorAll(
+        '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')];
+    return {
+        ready: Boolean(context && context.isReady),
+        kernel: kernel ? kernel.status : null,
+        connection: kernel ? kernel.connectionStatus : null,
+        prompts: prompts.map(e => e.textContent.trim()),
+    };
+}"""
+
+
+def notebook_state(page) -> dict:
+    return page.evaluate(NOTEBOOK_STATE)
+
+
+def save_failure(page, name: str, log_path: Path) -> None:
+    """What a person would look at: a screenshot, the kernel's state and the server's log."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / f"{name}.png"))
+    try:
+        state = notebook_state(page)
+    except Exception as error:  # the page itself may be the problem
+        state = {"error": repr(error)}
+    state["lab_log_tail"] = log_path.read_text(errors="replace")[-4000:]
+    (OUTPUT / f"{name}.json").write_text(json.dumps(state, indent=1))
+
+
+def wait_for_kernel(page, timeout: float = 120) -> None:
+    """Wait until the notebook's kernel is really ready: session ready, kernel connected and
+    idle, and its kernel_info reply received. JupyterLab sometimes asks which kernel to start
+    (when the kernel specs arrive after the notebook): answer as a person would."""
     deadline = time.monotonic() + timeout
     choose = page.locator(".jp-Dialog button:has-text('Select')")
-    idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
     while time.monotonic() < deadline:
         if choose.count() and choose.first.is_visible():
             choose.first.click()
-        elif idle.count():
+        state = notebook_state(page)
+        if state["ready"] and state["kernel"] == "idle" and state["connection"] == "connected":
+            page.evaluate("async () => {"
+                          " await window.jupyterapp.shell.currentWidget.sessionContext"
+                          ".session.kernel.info; }")
             return
         page.wait_for_timeout(250)
-    raise TimeoutError(f"the kernel was not idle after {timeout} s")
+    raise TimeoutError(f"the kernel was not ready after {timeout} s: {notebook_state(page)}")
 
 
 def code_cells(name: str) -> list[dict]:
@@ -145,30 +192,35 @@ def code_cells(name: str) -> list[dict]:
     return [c for c in notebook["cells"] if c["cell_type"] == "code"]
 
 
-def run_all_cells(page) -> None:
-    """Run > Run All Cells, and wait until every code cell has its execution count.
+def run_all_cells(page, timeout: float = 240, stalled_after: float = 8, runs: int = 3) -> None:
+    """Run every cell (the command behind Run > Run All Cells, by its id, so no menu click can
+    miss) and wait until every code cell's prompt carries a number.
 
-    Right after the kernel starts, JupyterLab may drop the request (the cells stay "[ ]"):
-    a person would run them again, and so do we.
+    A run can be dropped, before or after it starts (seen: right after the kernel started,
+    every cell stayed "[ ]"). If the kernel stays idle for ``stalled_after`` seconds while some
+    cell is still "[ ]" or "[*]", run all cells again, as a person would; at most ``runs``
+    times.
     """
     total = len(code_cells(NOTEBOOK))
-    prompts = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt"
-    done = f"""() => {{
-        const p = [...document.querySelectorAll('{prompts}')];
-        return p.length === {total} && p.every(e => /\\[\\d+\\]/.test(e.textContent));
-    }}"""
-    started = f"""() => [...document.querySelectorAll('{prompts}')]
-        .some(e => /\\[(\\d+|\\*)\\]/.test(e.textContent))"""
-    for _ in range(3):
-        page.click("li.lm-MenuBar-item:has-text('Run')")
-        page.click("li.lm-Menu-item:visible:has-text('Run All Cells')")
-        try:
-            page.wait_for_function(started, timeout=15_000)
-        except Exception:  # nothing started: the request was dropped
-            continue
-        page.wait_for_function(done, timeout=180_000)
-        return
-    raise TimeoutError("Run All Cells started nothing, three times")
+    deadline = time.monotonic() + timeout
+    for _ in range(runs):
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        idle_since = None
+        while time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+            state = notebook_state(page)
+            numbered = [p for p in state["prompts"] if re.fullmatch(r"\[\d+\]:?", p)]
+            if len(state["prompts"]) == total and len(numbered) == total:
+                return
+            if state["kernel"] != "idle":
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > stalled_after:
+                break  # idle with cells not run: the request was dropped; run again
+        else:
+            raise TimeoutError(f"cells still not run after {timeout} s: {notebook_state(page)}")
+    raise TimeoutError(f"Run All Cells left cells unrun {runs} times: {notebook_state(page)}")
 
 
 def slider_handle(page, label: str):
@@ -197,6 +249,8 @@ def readout(page) -> str:
 
 
 def test_lesson_one_runs_and_its_sliders_move_the_picture(page):
+    news = page.locator(".jp-Notification-Toast:visible", has_text="news")
+    assert news.count() == 0  # the "Jupyter news?" toast is switched off, not covering the page
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
                           ":visible")
     on_purpose = sum("raises-exception" in c["metadata"].get("tags", [])
@@ -227,7 +281,8 @@ def test_slider_latency_from_key_press_to_new_picture(page, capsys):
             f"p95 {p95 * 1000:.0f} ms (targets 150 / 300 ms)")
     with capsys.disabled():
         print(f"\n{line}")
-    assert len(times) >= 20 and all(t > 0 for t in times)
+    assert len(times) >= 20
+    assert median <= 0.150 and p95 <= 0.300, line
 
 
 def test_dark_theme_keeps_the_readout_and_diagram_readable(page):
