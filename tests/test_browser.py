@@ -12,13 +12,10 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -50,12 +47,7 @@ if _missing():
     pytest.skip(_missing(), allow_module_level=True)
 
 from playwright.sync_api import sync_playwright  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from servers import free_port, stop, wait_until_served  # noqa: E402
 
 
 def _write_settings(folder: Path) -> None:
@@ -83,7 +75,7 @@ def lab(tmp_path_factory):
     shutil.copytree(ROOT / "notebooks", folder)
     settings = tmp_path_factory.mktemp("settings")
     _write_settings(settings)
-    port, token = _free_port(), uuid.uuid4().hex
+    port, token = free_port(), uuid.uuid4().hex
     jupyter = Path(sys.executable).with_name("jupyter")
     log_path = tmp_path_factory.mktemp("log") / "lab.log"
     log = open(log_path, "w")  # noqa: SIM115
@@ -95,23 +87,10 @@ def lab(tmp_path_factory):
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}",
-                                       timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"JupyterLab did not start; see {log_path}") from None
-                time.sleep(0.3)
+        wait_until_served(f"http://127.0.0.1:{port}/api/status?token={token}", server, log_path)
         yield f"http://127.0.0.1:{port}", token, log_path
-    finally:  # jupyter lab starts children: stop the whole process group
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+    finally:
+        stop(server)
         log.close()
 
 
