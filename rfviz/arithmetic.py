@@ -24,15 +24,16 @@ __all__ = [
 ]
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int, or raise naming ``name``, the value and the valid range."""
+def _check_int(name: str, value: object, minimum: int | None) -> int:
+    """Return ``value`` as an int, or raise naming ``name``, the value and the valid range
+    (``minimum=None``: any int)."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
         number = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    if number < minimum:
+    if minimum is not None and number < minimum:
         raise ValueError(f"{name}={number} is out of range: {name} must be ≥ {minimum}")
     return number
 

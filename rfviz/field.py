@@ -19,12 +19,13 @@ ReceptiveField(size=5, stride=2, padding=0)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .arithmetic import _check_int, conv_output_size, effective_kernel, pool_output_size
 
-__all__ = ["Layer", "ReceptiveField", "layer_fields", "layer_sizes"]
+__all__ = ["CannotFollow", "Field", "FieldError", "Layer", "ReceptiveField", "layer_fields",
+           "layer_sizes"]
 
 OPS = ("conv", "maxpool", "avgpool")
 
@@ -71,8 +72,8 @@ class Layer:
         return f"Layer({', '.join(shown)})"
 
     @property
-    def span(self) -> int:
-        """Input pixels one window covers, dilation included."""
+    def effective_kernel(self) -> int:
+        """Input pixels one window covers, dilation included: ``dilation * (kernel - 1) + 1``."""
         return effective_kernel(self.kernel, self.dilation)
 
     @property
@@ -99,7 +100,7 @@ class Layer:
         [1, 3, 5]
         """
         first = unit * self.stride - self.padding
-        return range(first, first + self.span, self.dilation)
+        return range(first, first + self.effective_kernel, self.dilation)
 
 
 def as_layer(spec: Layer | tuple | dict) -> Layer:
@@ -173,14 +174,19 @@ class ReceptiveField:
              dilation: int = 1) -> ReceptiveField:
         """The field after one more layer: r' = r + (k-1)·d·jump, jump' = jump·s.
 
+        ``padding`` may be negative: a crop, such as a stride-1 transposed convolution, which
+        is a convolution with padding ``dilation*(kernel-1) - padding``.
+
         >>> ReceptiveField().then(3).then(3).then(3)        # three 3x3 convs see 7 pixels
         ReceptiveField(size=7, stride=1, padding=0)
+        >>> ReceptiveField().then(3, padding=-1)            # ConvTranspose(k=3, padding=3)
+        ReceptiveField(size=3, stride=1, padding=-1)
         """
-        span = effective_kernel(kernel, dilation)
+        extent = effective_kernel(kernel, dilation)
         stride = _check_int("stride", stride, 1)
-        padding = _check_int("padding", padding, 0)
+        padding = _check_int("padding", padding, None)
         return ReceptiveField(
-            size=self.size + (span - 1) * self.stride,
+            size=self.size + (extent - 1) * self.stride,
             stride=self.stride * stride,
             padding=self.padding + padding * self.stride,
         )
@@ -207,3 +213,118 @@ class ReceptiveField:
         """
         first, last = self.span(unit)
         return (first + last) / 2
+
+
+@dataclass(frozen=True)
+class CannotFollow:
+    """An op rfviz has no exact rule for: the fields after it are unknown, never guessed.
+
+    >>> print(CannotFollow("Upsample", "rfviz has no rule for it", where="1"))
+    rfviz cannot follow Upsample at '1': rfviz has no rule for it
+    """
+
+    op: str
+    reason: str
+    where: str = ""  # the row's name in trace(), once known
+
+    def __str__(self) -> str:
+        at = f" at {self.where!r}" if self.where else ""
+        return f"rfviz cannot follow {self.op}{at}: {self.reason}"
+
+
+class FieldError(ValueError):
+    """Numbers were asked of a field that has none: unknown, or global."""
+
+
+@dataclass(frozen=True)
+class Field(PerAxis):
+    """A receptive field per spatial axis (H and W kept apart), or global, or unknown.
+
+    ``axes`` holds one :class:`ReceptiveField` per spatial axis, in the tensor's order (H, W
+    for images). A *global* field (every output depends on the whole input: after adaptive
+    pooling to 1, flatten + linear, squeeze-excite, …) and an *unknown* one (``unknown`` says
+    which op rfviz could not follow) have no numbers: asking for them raises
+    :class:`FieldError`.
+
+    >>> field = Field((ReceptiveField(267, 16, 133), ReceptiveField(267, 16, 133)))
+    >>> print(field)
+    267 px, jump 16, padding 133
+    >>> field.span((9, 0))                   # unit (9, 0): rows 144 ± 133, columns -133 … 133
+    ((11, 277), (-133, 133))
+    >>> Field.unknown_after(CannotFollow("Upsample", "no rule", where="1")).size
+    Traceback (most recent call last):
+    ...
+    rfviz.field.FieldError: the field is unknown: rfviz cannot follow Upsample at '1': no rule
+    """
+
+    axes: tuple[ReceptiveField, ...]
+    is_global: bool = False
+    unknown: CannotFollow | None = None
+
+    @classmethod
+    def identity(cls, spatial: int) -> Field:
+        """A pixel sees itself, along each of ``spatial`` axes."""
+        return cls(tuple(ReceptiveField() for _ in range(spatial)))
+
+    @classmethod
+    def unknown_after(cls, problem: CannotFollow) -> Field:
+        return cls((), unknown=problem)
+
+    @classmethod
+    def whole_input(cls) -> Field:
+        """The global field: every output depends on every input pixel."""
+        return cls((), is_global=True)
+
+    @property
+    def known(self) -> bool:
+        """True when the field has numbers (neither global nor unknown)."""
+        return not (self.is_global or self.unknown)
+
+    def _numbers(self) -> tuple[ReceptiveField, ...]:
+        if self.unknown:
+            raise FieldError(f"the field is unknown: {self.unknown}")
+        if self.is_global:
+            raise FieldError("the field is global: every output depends on the whole input, "
+                             "so it has no size, jump or padding")
+        return self.axes
+
+    @property
+    def h(self) -> ReceptiveField:
+        return self._numbers()[-2]
+
+    @property
+    def w(self) -> ReceptiveField:
+        return self._numbers()[-1]
+
+    @property
+    def size(self) -> tuple[int, ...]:
+        return tuple(axis.size for axis in self._numbers())
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        """The jump per axis: how far apart neighbouring units' fields start."""
+        return tuple(axis.stride for axis in self._numbers())
+
+    @property
+    def padding(self) -> tuple[int, ...]:
+        return tuple(axis.padding for axis in self._numbers())
+
+    def span(self, unit: Sequence[int]) -> tuple[tuple[int, int], ...]:
+        """First and last input pixel per axis seen by output ``unit`` (one index per axis)."""
+        return tuple(axis.span(i) for axis, i in zip(self._numbers(), unit, strict=True))
+
+    def center(self, unit: Sequence[int]) -> tuple[float, ...]:
+        """Input coordinate of the centre of ``unit``'s field, per axis."""
+        return tuple(axis.center(i) for axis, i in zip(self._numbers(), unit, strict=True))
+
+    def __str__(self) -> str:
+        if self.unknown:
+            return "unknown"
+        if self.is_global:
+            return "global"
+        return f"{by(self.size)} px, jump {by(self.stride)}, padding {by(self.padding)}"
+
+
+def by(values: tuple[int, ...]) -> str:
+    """``'7'`` for (7, 7), ``'7×5'`` for (7, 5): one number where the axes agree."""
+    return "×".join(map(str, values)) if len(set(values)) > 1 else str(values[0])

@@ -7,8 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from rfviz.draw.overlay2d import draw_overlay2d, photograph
-from rfviz.field import ReceptiveField
-from rfviz.tracing import Field
+from rfviz.field import CannotFollow, Field, ReceptiveField
 
 matplotlib.use("Agg")
 
@@ -45,7 +44,13 @@ def test_stride_grid_has_one_dot_per_unit():
 
 def test_global_field_is_refused():
     with pytest.raises(ValueError, match="has no box to draw: it is global"):
-        draw_overlay2d(np.zeros((8, 8)), Field((ReceptiveField(),) * 2, is_global=True))
+        draw_overlay2d(np.zeros((8, 8)), Field.whole_input())
+
+
+def test_unknown_field_is_refused_naming_the_op():
+    unknown = Field.unknown_after(CannotFollow("Upsample", "rfviz has no rule for it", "1"))
+    with pytest.raises(ValueError, match=r"no box to draw: rfviz cannot follow Upsample at '1'"):
+        draw_overlay2d(np.zeros((8, 8)), unknown)
 
 
 def test_photograph_is_real_and_resized():

@@ -116,7 +116,7 @@ def test_misaligned_branches_raise_naming_the_axis():
         def forward(self, x):
             return self.a(x) + self.b(x)
 
-    with pytest.raises(ValueError, match=r"disagree on the stride along H: 1 vs 2"):
+    with pytest.raises(ValueError, match=r"disagree on the jump along H: 1 vs 2"):
         trace(Misaligned(), input_size=(16, 16))
 
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from ..field import ReceptiveField
+from ..field import Field, FieldError, ReceptiveField
 from .pixels1d import PALETTE
 
 __all__ = ["draw_overlay2d", "photograph"]
@@ -46,12 +46,15 @@ def photograph(size: tuple[int, int] = (224, 224)) -> np.ndarray:
 
 
 def _axes_fields(field) -> tuple[ReceptiveField, ReceptiveField]:
-    """(H, W) fields from a ReceptiveField (square), a pair, or an object with .h and .w."""
+    """(H, W) fields from a ReceptiveField (square), a pair, or a traced :class:`Field`."""
     if isinstance(field, ReceptiveField):
         return field, field
-    if hasattr(field, "h") and hasattr(field, "w"):
-        if getattr(field, "is_global", False) or getattr(field, "unknown", None):
-            raise ValueError(f"field={field} has no box to draw: it is global or unknown")
+    if isinstance(field, Field):
+        if field.unknown:
+            raise FieldError(f"field={field} has no box to draw: {field.unknown}")
+        if field.is_global:
+            raise FieldError(f"field={field} has no box to draw: it is global (every output "
+                             "depends on the whole input)")
         return field.h, field.w
     if isinstance(field, Sequence) and len(field) == 2:
         return tuple(field)

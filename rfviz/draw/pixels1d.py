@@ -124,7 +124,8 @@ def layout_pixels1d(layers: Sequence[Layer | tuple | dict], size: int,
         before, after = 0, 0
         if above is not None:
             before = above.padding
-            last_read = (sizes[r + 1] - 1) * above.stride - above.padding + above.span - 1
+            last_read = ((sizes[r + 1] - 1) * above.stride - above.padding
+                         + above.effective_kernel - 1)
             after = max(above.padding, last_read - n + 1)  # ceil_mode may read past the padding
         rows.append(Row(n, field, range(-before, n + after), layers[r - 1] if r else None))
 

@@ -1,0 +1,328 @@
+"""The rules: how one op changes the receptive field of the tensor it is applied to.
+
+One table maps a module type (:data:`MODULE_RULES`, looked up along the class's MRO) or a
+function / method (:data:`FUNCTION_RULES`) to a rule. A rule takes the :class:`Step` (the op,
+its input fields and shapes) and returns an :class:`Op` (the new field, where the spatial axes
+now are, what the row shows), or a :class:`~rfviz.field.CannotFollow` naming the op and why
+no exact field exists: the walk then warns and marks the fields after it unknown.
+
+>>> from torch import nn
+>>> rule_for(nn.Conv2d(1, 1, 3)).__name__, rule_for(nn.ReLU()).__name__
+('window', 'same')
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from math import prod
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from ..field import CannotFollow, Field, ReceptiveField
+from .ops import (
+    ADAPTIVE_POOL_FUNCTIONS,
+    ADAPTIVE_POOLS,
+    AVG_POOLS,
+    CONCATENATING,
+    CONV_FUNCTIONS,
+    CONVOLUTIONS,
+    ELEMENTWISE_FUNCTIONS,
+    ELEMENTWISE_METHODS,
+    ELEMENTWISE_MODULES,
+    MAX_POOLS,
+    MERGING_FUNCTIONS,
+    MERGING_METHODS,
+    PERMUTING,
+    POOL_FUNCTIONS,
+    REDUCING,
+    RESHAPING,
+    SPATIAL_STATISTICS,
+    TRANSPOSED,
+    Window,
+    per_axis,
+)
+from .shapes import AXIS_NAMES, shape_of
+
+
+@dataclass(frozen=True)
+class Value:
+    """What the walk knows of one tensor: its field and where its spatial axes are."""
+
+    field: Field
+    dims: tuple[int, ...] | None  # tensor dim of each spatial axis; None once flattened away
+
+
+@dataclass(frozen=True)
+class Op:
+    """What a rule found: the new field, where the spatial axes are, what the row shows."""
+
+    field: Field
+    dims: tuple[int, ...] | None
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op as a rule sees it."""
+
+    node: torch.fx.Node
+    module: nn.Module | None
+    op: str  # the row's op: a module's type name, a function's name
+    where: str  # the row's name
+    inputs: tuple[Value, ...]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def value(self) -> Value:
+        return self.inputs[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.in_shape)
+
+    def unchanged(self, dims=...) -> Op:
+        return Op(self.value.field, self.value.dims if dims is ... else dims)
+
+    def cannot(self, reason: str) -> CannotFollow:
+        return CannotFollow(self.op, reason, self.where)
+
+    def argument(self, position: int, name: str, default=None):
+        """A call's argument, given by position (counting the tensor) or by name."""
+        args = self.node.args
+        return self.node.kwargs.get(name, args[position] if len(args) > position else default)
+
+
+Rule = Callable[[Step], "Op | CannotFollow"]
+
+
+# --- rules -------------------------------------------------------------------------------
+
+
+def same(step: Step) -> Op:
+    """Element-wise (activations, batch norm, dropout): the field does not change."""
+    return step.unchanged()
+
+
+def whole_input(step: Step, dims=...) -> Op:
+    """Every output now depends on the whole input: certain even if the field before was not."""
+    return Op(Field.whole_input(), step.value.dims if dims is ... else dims)
+
+
+def _slide(step: Step, window: Window) -> Op:
+    params = {"kernel": window.kernel, "stride": window.stride, "padding": window.padding,
+              "dilation": window.dilation}
+    field = step.value.field
+    if not field.known:
+        return Op(field, step.value.dims, params)
+    axes = tuple(axis.then(*args) for axis, *args in zip(
+        field.axes, window.kernel, window.stride, window.padding, window.dilation, strict=True))
+    return Op(Field(axes), step.value.dims, params)
+
+
+def window(step: Step) -> Op:
+    """A convolution or pooling, module or function: r' = r + (k-1)·d·jump per axis."""
+    if step.module is not None:
+        return _slide(step, Window.from_module(step.module))
+    target = step.node.target
+    names = (("input", "weight", "bias", "stride", "padding", "dilation") if target in
+             CONV_FUNCTIONS else ("input", "kernel_size", "stride", "padding", "dilation",
+                                  "ceil_mode"))
+    if POOL_FUNCTIONS.get(target) == "avgpool":  # avg_pool's 5th argument is ceil_mode
+        names = ("input", "kernel_size", "stride", "padding", "ceil_mode")
+    arguments = {**dict(zip(names, step.node.args, strict=False)), **step.node.kwargs}
+    weight = shape_of(arguments["weight"]) if target in CONV_FUNCTIONS else None
+    return _slide(step, Window.from_call(target, arguments, weight))
+
+
+def transposed(step: Step) -> Op | CannotFollow:
+    """A transposed convolution. At stride 1 it is a convolution with the same kernel and
+    padding ``dilation*(kernel-1) - padding`` (negative: it crops). With a larger stride an
+    output unit's field depends on its position modulo the stride: no single field exists."""
+    module = step.module
+    if any(s != 1 for s in module.stride):
+        return step.cannot(f"with stride {module.stride} the field of an output unit depends on "
+                           "its position modulo the stride, so no single (size, jump, padding) "
+                           "describes it")
+    conv = Window.from_module(module)
+    crop = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding, conv.dilation,
+                                                    strict=True))
+    op = _slide(step, replace(conv, padding=crop))
+    return replace(op, params={**op.params, "padding": conv.padding})
+
+
+def adaptive(step: Step) -> Op | CannotFollow:
+    """Adaptive pooling: global where it pools an axis to 1, a plain window where sizes divide."""
+    value = step.value
+    if not value.field.known or value.dims is None:
+        return step.unchanged()
+    sizes_in = [step.in_shape[d] for d in value.dims]
+    sizes_out = [step.out_shape[d] for d in value.dims]
+    if all(o == 1 for o in sizes_out) and any(i > 1 for i in sizes_in):
+        return whole_input(step)
+    if all(i % o == 0 for i, o in zip(sizes_in, sizes_out, strict=True)):
+        k = tuple(i // o for i, o in zip(sizes_in, sizes_out, strict=True))
+        return _slide(step, Window.of(k, k, 0, 1))
+    return step.cannot(f"adaptive pooling from {sizes_in} to {sizes_out} uses windows of "
+                       "varying sizes")
+
+
+def _normalises_spatial(step: Step, normalized: int) -> bool:
+    """Whether a norm over the last ``normalized`` dims covers a spatial axis."""
+    dims = range(step.ndim - normalized, step.ndim)
+    return bool(set(step.value.dims or ()) & set(dims))
+
+
+def layer_norm(step: Step) -> Op:
+    """LayerNorm: global if it normalises over a spatial axis, element-wise otherwise (e.g.
+    ConvNeXt's channels-last LayerNorm)."""
+    if step.module is not None:
+        normalized = len(step.module.normalized_shape)
+    else:
+        normalized = len(per_axis(step.argument(1, "normalized_shape"), 1))
+    return whole_input(step) if _normalises_spatial(step, normalized) else step.unchanged()
+
+
+def spatial_statistics(step: Step) -> Op:
+    """GroupNorm, InstanceNorm: statistics over the whole image make the field global."""
+    return whole_input(step)
+
+
+def linear(step: Step) -> Op:
+    """A linear layer mixes its last axis: global if that axis is spatial or flattened."""
+    dims = step.value.dims
+    if dims is None or step.ndim - 1 in dims:
+        return whole_input(step, None)
+    return step.unchanged()
+
+
+def reduce(step: Step) -> Op:
+    """mean / sum / amax over some dims: global if a spatial axis is reduced."""
+    dim, keepdim = step.argument(1, "dim"), step.argument(2, "keepdim", False)
+    reduced = set(range(step.ndim)) if dim is None else {d % step.ndim
+                                                         for d in per_axis(dim, 1)}
+    dims = step.value.dims
+    if reduced & set(dims or ()):
+        return whole_input(step, dims if keepdim else None)
+    if keepdim or dims is None:
+        return step.unchanged()
+    return step.unchanged(tuple(d - sum(r < d for r in reduced) for d in dims))
+
+
+def merge(step: Step) -> Op:
+    """Residual additions, gating products: the union of the branches' spans, per axis."""
+    return Op(merged_field(step.inputs, step.where), step.value.dims)
+
+
+def concatenate(step: Step) -> Op | CannotFollow:
+    """``torch.cat`` along channels merges like an addition; along a spatial axis it tiles."""
+    dim = step.argument(1, "dim", 0) % len(step.out_shape)
+    if step.value.dims and dim in step.value.dims:
+        return step.cannot("concatenation along a spatial axis")
+    return merge(step)
+
+
+def merged_field(values, where: str) -> Field:
+    """Union of branch fields: the same jump required per axis, span = union of spans."""
+    fields = [v.field for v in values]
+    unknown = next((f for f in fields if f.unknown), None)
+    if unknown:
+        return unknown
+    if any(f.is_global for f in fields):
+        return Field.whole_input()
+    names = AXIS_NAMES.get(len(fields[0].axes), ())
+    axes = []
+    for a, branch_axes in enumerate(zip(*(f.axes for f in fields), strict=True)):
+        strides = sorted({axis.stride for axis in branch_axes})
+        if len(strides) > 1:
+            axis_name = names[a] if a < len(names) else str(a)
+            raise ValueError(f"branches merging at {where!r} disagree on the jump along "
+                             f"{axis_name}: {' vs '.join(map(str, strides))}; their units do "
+                             "not line up, so no single receptive field describes the result")
+        padding = max(axis.padding for axis in branch_axes)
+        last = max(axis.size - axis.padding for axis in branch_axes)
+        axes.append(ReceptiveField(size=last + padding, stride=strides[0], padding=padding))
+    return Field(tuple(axes))
+
+
+def permute(step: Step) -> Op:
+    """Permutes and transposes move the spatial axes; follow them."""
+    node, ndim = step.node, step.ndim
+    args = node.args[1:] or tuple(node.kwargs.values())
+    if node.target in (torch.transpose, "transpose"):
+        a, b = (d % ndim for d in args[:2])
+        order = list(range(ndim))
+        order[a], order[b] = b, a
+    else:
+        order = [d % ndim for d in (args[0] if isinstance(args[0], tuple | list) else args)]
+    if step.value.dims is None:
+        return step.unchanged()
+    return step.unchanged(tuple(order.index(d) for d in step.value.dims))
+
+
+def reshape(step: Step) -> Op | CannotFollow:
+    """Reshapes that keep the spatial axes (channel shuffle) or flatten them away."""
+    dims, in_shape, out_shape = step.value.dims, step.in_shape, step.out_shape
+    if dims is None:
+        return step.unchanged()
+    sizes = [in_shape[d] for d in dims]
+    tail = list(out_shape[len(out_shape) - len(sizes):])
+    if tail == sizes and len(out_shape) >= len(sizes) + 1:
+        return step.unchanged(tuple(range(len(out_shape) - len(sizes), len(out_shape))))
+    if prod(out_shape) == prod(in_shape) and len(out_shape) <= 2:
+        return step.unchanged(None)  # flattened: spatial structure is gone
+    return step.cannot(f"a reshape from {tuple(in_shape)} to {tuple(out_shape)} moves the "
+                       "spatial axes")
+
+
+def getitem(step: Step) -> Op | CannotFollow:
+    """Indexing that keeps the spatial axes whole (e.g. channels) keeps the field."""
+    dims = step.value.dims
+    if dims is None or (len(step.in_shape) == len(step.out_shape) and all(
+            step.in_shape[d] == step.out_shape[d] for d in dims)):
+        return step.unchanged()
+    return step.cannot("indexing that changes the spatial axes")
+
+
+# --- the table ---------------------------------------------------------------------------
+
+MODULE_RULES: dict[type, Rule] = {
+    **dict.fromkeys(CONVOLUTIONS + MAX_POOLS + AVG_POOLS, window),
+    **dict.fromkeys(TRANSPOSED, transposed),
+    **dict.fromkeys(ADAPTIVE_POOLS, adaptive),
+    **dict.fromkeys(ELEMENTWISE_MODULES, same),
+    **dict.fromkeys(SPATIAL_STATISTICS, spatial_statistics),
+    nn.LayerNorm: layer_norm,
+    nn.Flatten: reshape,
+    nn.Linear: linear,
+}
+
+FUNCTION_RULES: dict[object, Rule] = {
+    **dict.fromkeys(MERGING_FUNCTIONS | MERGING_METHODS, merge),
+    **dict.fromkeys(ELEMENTWISE_FUNCTIONS | ELEMENTWISE_METHODS, same),
+    **dict.fromkeys(CONCATENATING, concatenate),
+    **dict.fromkeys(RESHAPING, reshape),
+    **dict.fromkeys(PERMUTING, permute),
+    **dict.fromkeys(REDUCING, reduce),
+    **dict.fromkeys(ADAPTIVE_POOL_FUNCTIONS, adaptive),
+    **dict.fromkeys(set(POOL_FUNCTIONS) | CONV_FUNCTIONS, window),
+    operator.getitem: getitem,
+    F.layer_norm: layer_norm,
+    F.linear: linear,
+}
+
+
+def rule_for(op) -> Rule | None:
+    """The rule for a module (by its class or the nearest base class in the table), or for a
+    function or method name; None if rfviz has none."""
+    if isinstance(op, nn.Module):
+        return next((MODULE_RULES[c] for c in type(op).__mro__ if c in MODULE_RULES), None)
+    try:
+        return FUNCTION_RULES.get(op)
+    except TypeError:  # unhashable target
+        return None

@@ -1,0 +1,174 @@
+"""Shapes on the meta device: every node's output shape, without reading a weight.
+
+Convolutions and pooling get their output shape from :mod:`rfviz.arithmetic` (tested equal to
+torch), shape-preserving modules pass their input through, ``x + y``-like arithmetic
+broadcasts shapes, and anything else runs on a weightless meta copy of that one module. Each
+node that gives a tensor gets its shape in ``node.meta["rfviz_shape"]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+
+import torch
+import torch.fx
+from torch import nn
+
+from .ops import (
+    AVG_POOLS,
+    CONVOLUTIONS,
+    ELEMENTWISE_MODULES,
+    MAX_POOLS,
+    MERGING_FUNCTIONS,
+    MERGING_METHODS,
+    Window,
+)
+
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+_SHAPE = "rfviz_shape"
+# What torch says when a window does not fit its input (modules run on a meta copy).
+_TOO_SMALL = re.compile(r"too small|greater than actual input|smaller than", re.IGNORECASE)
+
+
+def shape_of(node: torch.fx.Node) -> tuple[int, ...] | None:
+    """The shape of the tensor ``node`` gives, after shape propagation; None if not a tensor."""
+    return node.meta.get(_SHAPE)
+
+
+class ShapeError(Exception):
+    """Raised inside the interpreter (which decorates messages); re-raised as ValueError."""
+
+    def __init__(self, message: str, too_small: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.too_small = too_small
+
+
+class MetaShapeProp(torch.fx.Interpreter):
+    """Shape propagation on the meta device that never touches the model's weights.
+
+    A failure names the op as :func:`rfviz.trace` names its row (``name_of(node)``) and the
+    shape that reached it, and says "input_size is too small" only when a window did not fit.
+    """
+
+    def __init__(self, module: nn.Module, graph: torch.fx.Graph,
+                 names: Callable[[dict], Callable[[torch.fx.Node], str]]) -> None:
+        super().__init__(module, graph=graph)
+        self.name_of = names(self.submodules)
+
+    def run_node(self, node):
+        try:
+            result = super().run_node(node)
+        except ShapeError as error:
+            raise self._failure(node, error.message, error.too_small) from None
+        except Exception as error:
+            message = str(error).strip().splitlines()[0]
+            raise self._failure(node, message, bool(_TOO_SMALL.search(message))) from None
+        if isinstance(result, torch.Tensor):
+            node.meta[_SHAPE] = tuple(result.shape)
+        else:
+            node.meta.pop(_SHAPE, None)
+        return result
+
+    def _failure(self, node, message: str, too_small: bool) -> ShapeError:
+        shapes = [shape_of(a)[1:] for a in node.all_input_nodes if shape_of(a) is not None]
+        shown = " and ".join(map(str, shapes)) if shapes else "?"
+        lead = "input_size is too small for this model: " if too_small else ""
+        return ShapeError(f"{lead}at {self.name_of(node)!r} the input has shape {shown} "
+                          f"(channels, *spatial): {message}", too_small)
+
+    def get_attr(self, target, args, kwargs):
+        value = super().get_attr(target, args, kwargs)
+        return torch.empty_like(value, device="meta") if isinstance(value, torch.Tensor) else value
+
+    def call_function(self, target, args, kwargs):
+        result = broadcast(target in MERGING_FUNCTIONS, args, kwargs)
+        return super().call_function(target, args, kwargs) if result is None else result
+
+    def call_method(self, target, args, kwargs):
+        result = broadcast(target in MERGING_METHODS, args, kwargs)
+        return super().call_method(target, args, kwargs) if result is None else result
+
+    def call_module(self, target, args, kwargs):
+        module = self.submodules[target]  # fetch_attr would walk the dotted path each time
+        x = args[0]
+        if isinstance(module, ELEMENTWISE_MODULES) and not kwargs and len(args) == 1:
+            return x
+        shape = module_output_shape(module, tuple(x.shape)) if isinstance(
+            x, torch.Tensor) else None
+        if shape is not None:
+            return torch.empty(shape, device="meta")
+        return meta_copy(module)(*args, **kwargs)
+
+
+def broadcast(arithmetic: bool, args, kwargs) -> torch.Tensor | None:
+    """The result of ``x + y``-like arithmetic on floating meta tensors of one dtype (Python
+    numbers beside them keep that dtype), by broadcasting their shapes. None where that
+    shortcut does not apply (torch's meta kernel decides). Branches whose shapes do not
+    broadcast are refused, saying so."""
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    if (not arithmetic or not tensors or len({t.dtype for t in tensors}) != 1
+            or not tensors[0].is_floating_point()):
+        return None
+    try:
+        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    except RuntimeError:
+        shown = " vs ".join(str(tuple(t.shape[1:])) for t in tensors)
+        raise ShapeError(f"the branches merged here have shapes {shown}, which do not "
+                         "broadcast") from None
+    return torch.empty(shape, device="meta", dtype=tensors[0].dtype)
+
+
+def module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Output shape of a conv or pooling module by the arithmetic; None for anything else."""
+    spatial = shape[2:]
+    if isinstance(module, CONVOLUTIONS):
+        if len(spatial) != len(module.kernel_size) or shape[1] != module.in_channels:
+            return None  # let torch say what is wrong
+        return (shape[0], module.out_channels, *_window_output(module, spatial))
+    if isinstance(module, MAX_POOLS + AVG_POOLS) and not getattr(module, "return_indices", False):
+        if len(spatial) != int(type(module).__name__[-2]):
+            return None
+        return (*shape[:2], *_window_output(module, spatial))
+    return None
+
+
+def _window_output(module: nn.Module, spatial) -> tuple[int, ...]:
+    window = Window.from_module(module)
+    try:
+        return window.output_size(spatial)
+    except ValueError as error:  # too small, unless the window fits no input at all
+        large = tuple(n + 2 * max(window.kernel) * max(window.dilation) for n in spatial)
+        try:
+            window.output_size(large)
+        except ValueError:
+            raise ShapeError(str(error)) from None
+        raise ShapeError(str(error), too_small=True) from None
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose parameters and buffers live on the meta device (no data copied)."""
+    memo = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(tensor, device="meta")
+        if isinstance(tensor, nn.Parameter):
+            empty = nn.Parameter(empty, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = empty
+    return copy.deepcopy(model, memo).eval()
+
+
+def input_shape(model: nn.Module, input_size) -> tuple[int, ...]:
+    """(1, channels, *spatial) from the first convolution or linear layer."""
+    first = next((m for m in model.modules() if isinstance(m, CONVOLUTIONS + (nn.Linear,))),
+                 None)
+    if isinstance(first, CONVOLUTIONS):
+        spatial, channels = len(first.kernel_size), first.in_channels
+    else:
+        spatial, channels = 2, 3
+    sizes = (input_size,) * spatial if isinstance(input_size, int) else tuple(input_size)
+    if len(sizes) != spatial or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        raise ValueError(f"input_size={input_size!r} is not valid: give {spatial} positive "
+                         f"int(s) ({', '.join(AXIS_NAMES[spatial])}) or one int for all axes")
+    return (1, channels, *sizes)

@@ -1,0 +1,119 @@
+"""The walk: through the graph in execution order, one rule per op, one row per op.
+
+The walk holds state only (the field of every tensor so far, the rows, the names); what an op
+does to a field is in :mod:`.rules`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch.fx
+from torch import nn
+
+from ..field import CannotFollow, Field
+from ..layer_table import LayerRow
+from .ops import SPLITTING
+from .rules import Op, Step, Value, rule_for
+from .shapes import shape_of
+
+__all__ = ["RowNames", "Walk", "scopes"]
+
+
+class RowNames:
+    """Row names as users know them: ``layer1.0.conv1`` (``named_modules()`` paths); a
+    function gets its module's path, ``layer1.0.add``; a second call of the same module or
+    function in the same place gets ``@1``, as torch.fx does."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.modules = modules
+        self.names: dict[torch.fx.Node, str] = {}
+        self.counts: Counter[str] = Counter()
+
+    def op(self, node: torch.fx.Node) -> str:
+        """What the row's op column shows: a module's type, a function's or method's name."""
+        if node.op == "call_module":
+            return type(self.modules[node.target]).__name__
+        target = node.target
+        return target if isinstance(target, str) else getattr(target, "__name__", str(target))
+
+    def __call__(self, node: torch.fx.Node) -> str:
+        if node not in self.names:
+            if node.op == "call_module":
+                base = node.target
+            else:
+                inside = scopes(node)
+                base = f"{inside[-1]}.{self.op(node)}" if inside else self.op(node)
+            count = self.counts[base]
+            self.counts[base] += 1
+            self.names[node] = base if count == 0 else f"{base}@{count}"
+        return self.names[node]
+
+
+def scopes(node: torch.fx.Node) -> tuple[str, ...]:
+    """Every module path the op runs inside, outermost first."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return tuple(dict.fromkeys(key.split("@")[0] for key in stack))
+
+
+class Walk:
+    def __init__(self, modules: dict[str, nn.Module], graph: torch.fx.Graph, spatial: int,
+                 names: RowNames) -> None:
+        self.graph = graph
+        self.modules = modules
+        self.spatial = spatial
+        self.name = names
+        self.values: dict[torch.fx.Node, Value] = {}
+        self.rows: list[LayerRow] = []
+        self.problems: list[tuple[int, CannotFollow]] = []  # (row index, the op not followed)
+
+    def run(self) -> list[LayerRow]:
+        for node in self.graph.nodes:
+            shape = shape_of(node)
+            if node.op == "placeholder":
+                if shape is not None and len(shape) >= 2 + self.spatial:
+                    ndim = len(shape)
+                    self.values[node] = Value(Field.identity(self.spatial),
+                                              tuple(range(ndim - self.spatial, ndim)))
+            elif node.op in ("call_module", "call_function", "call_method"):
+                if node.target in SPLITTING:  # a tuple of tensors, taken apart by getitem
+                    self._split(node)
+                elif shape is not None:  # not sizes, tuples, ...
+                    inputs = tuple(self.values[a] for a in node.all_input_nodes
+                                   if a in self.values)
+                    if inputs:
+                        self._step(node, inputs)
+        return self.rows
+
+    def _split(self, node) -> None:
+        source = next((a for a in node.all_input_nodes if a in self.values), None)
+        if source is None:
+            return
+        value = self.values[source]
+        dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
+        dim %= len(shape_of(source))
+        if value.dims and dim in value.dims:
+            problem = CannotFollow(self.name.op(node), "split along a spatial axis")
+            value = Value(Field.unknown_after(problem), value.dims)
+        self.values[node] = value
+
+    def _input_shape(self, node) -> tuple[int, ...]:
+        first = next(a for a in node.all_input_nodes if a in self.values)
+        shape = shape_of(first)
+        return shape if shape is not None else shape_of(node)  # a split's piece: as its output
+
+    def _step(self, node, inputs: tuple[Value, ...]) -> None:
+        module = self.modules[node.target] if node.op == "call_module" else None
+        step = Step(node, module, self.name.op(node), self.name(node), inputs,
+                    self._input_shape(node), shape_of(node))
+        rule = rule_for(module if module is not None else node.target)
+        result = rule(step) if rule else step.cannot("rfviz has no rule for it")
+        if isinstance(result, CannotFollow):  # say so, never guess
+            self.problems.append((len(self.rows), result))
+            result = Op(Field.unknown_after(result), step.value.dims)
+        self.values[node] = Value(result.field, result.dims)
+        self.rows.append(LayerRow(
+            name=step.where, op=step.op, shape=step.out_shape[1:], field=result.field,
+            input_shape=step.in_shape[1:], scopes=scopes(node), node=node.name,
+            **result.params))
+
