@@ -7,6 +7,8 @@ import torch
 import torchvision
 from torch import nn
 
+from rfviz.field import FieldError
+from rfviz.tiling import tile_margins
 from rfviz.tracing import RfvizWarning, receptive_field, trace
 
 
@@ -164,6 +166,33 @@ def test_unknown_op_warns_with_its_type_and_makes_fields_unknown():
     assert str(table[2].field) == "unknown"
 
 
+def test_an_unknown_field_never_answers_with_numbers():
+    # After the upsample, row 48 of the output sees input rows 45…49 (the gradient says so);
+    # the field from before the upsample would answer (95, 97). No numbers at all, then.
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.Upsample(scale_factor=2),
+                        nn.Conv2d(8, 4, 3, 1, 1))
+    with pytest.warns(RfvizWarning):
+        field = receptive_field(net, None, (96, 32))
+    assert str(field) == "unknown" and not field.known
+    asks = [lambda: field.size, lambda: field.stride, lambda: field.padding, lambda: field.h,
+            lambda: field.span((48, 0)), lambda: field.center((48, 0))]
+    for ask in asks:
+        with pytest.raises(FieldError, match=r"unknown: rfviz cannot follow Upsample at '1'"):
+            ask()
+    with pytest.warns(RfvizWarning):
+        table = trace(net, input_size=(96, 32))
+    assert str(table).splitlines()[-1].split()[-1] == "unknown"  # no number in the table
+    with pytest.warns(RfvizWarning), pytest.raises(ValueError, match="unknown field"):
+        tile_margins(net, input_size=(96, 32))
+
+
+def test_a_global_field_has_no_numbers_either():
+    field = receptive_field(nn.Sequential(conv(3, c_in=3), nn.AdaptiveAvgPool2d(1)), None, 16)
+    assert str(field) == "global"
+    with pytest.raises(FieldError, match="the field is global"):
+        field.span((0, 0))
+
+
 def test_no_warning_for_ops_after_the_requested_layer():
     net = nn.Sequential(conv(3, c_in=3), nn.Upsample(scale_factor=2))
     with warnings.catch_warnings():
@@ -184,6 +213,29 @@ def test_input_too_small_names_the_layer():
     with pytest.raises(ValueError, match=r"input_size is too small .* at 'features.30' the "
                                          r"input has shape \(512, 1, 1\)"):
         trace(torchvision.models.vgg16(weights=None), input_size=16)
+
+
+def test_invalid_pooling_is_not_called_a_too_small_input():
+    net = nn.Sequential(conv(3, c_in=3), nn.MaxPool2d(3, padding=2))
+    with pytest.raises(ValueError, match=r"^at '1' the input has shape \(4, 30, 30\) .*"
+                                         r"padding=2 is out of range for kernel=3"):
+        trace(net, input_size=32)
+
+
+def test_branches_of_different_shapes_say_so_naming_the_row():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = conv(3), conv(5)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    net = nn.Sequential(conv(1, c_in=3), Block())
+    with pytest.raises(ValueError, match=r"^at '1.add' the input has shape \(4, 6, 6\) and "
+                                         r"\(4, 4, 4\) .*branches merged here .* do not "
+                                         r"broadcast"):
+        trace(net, input_size=8)
 
 
 def test_unknown_layer_lists_the_closest_names():
