@@ -46,17 +46,17 @@ def median_ms(action, repeats: int = REPEATS) -> float:
 
 
 def render(figure: Figure) -> None:
-    draw_pixels1d(LAYERS, SIZE, highlight=30, figure=figure)
+    draw_pixels1d(LAYERS, SIZE, unit=30, fig=figure)
     figure.canvas.draw()
 
 
 def render_with_text_labels(figure: Figure) -> None:
     """The same picture, but each index label a Text artist (what we avoid)."""
-    draw_pixels1d(LAYERS, SIZE, highlight=30, figure=figure)
+    draw_pixels1d(LAYERS, SIZE, unit=30, fig=figure)
     ax = figure.axes[0]
     for collection in [c for c in ax.collections if isinstance(c, PathCollection)]:
         collection.remove()
-    diagram = layout_pixels1d(LAYERS, SIZE, highlight=30)
+    diagram = layout_pixels1d(LAYERS, SIZE, unit=30)
     for r, row in enumerate(diagram.rows):
         for cell in range(row.size):
             ax.text(row.x(cell), r * ROW_PITCH + 0.5, str(cell), ha="center", va="center",

@@ -51,8 +51,8 @@ def run(mode: str, size: int, tile: int, out: str) -> None:
         if mode == "whole":
             result = extractor(image)["layer3"]
         else:
-            result = tiled_forward(lambda x: extractor(x)["layer3"], image, (tile, tile),
-                                   margins, progress=False)
+            result = tiled_forward(lambda x: extractor(x)["layer3"], image, margins,
+                                   (tile, tile), progress=False)
     seconds = time.perf_counter() - start
     torch.save(result, out)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

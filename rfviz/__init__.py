@@ -24,7 +24,8 @@ from .arithmetic import (
     same_padding,
 )
 from .exercises import check
-from .field import Layer, ReceptiveField, layer_fields, layer_sizes
+from .field import CannotFollow, Field, FieldError, Layer, ReceptiveField, layer_fields, layer_sizes
+from .layer_table import LayerRow, LayerTable, RfvizWarning
 
 __version__ = "0.1.0"
 
@@ -39,13 +40,21 @@ _LAZY = {
     "receptive_field": "rfviz.tracing",
     "measured_field": "rfviz.probe",
     "effective_field": "rfviz.probe",
+    "MeasuredField": "rfviz.probe",
     "tile_margins": "rfviz.tiling",
     "tiled_forward": "rfviz.tiling",
+    "Margins": "rfviz.tiling",
 }
 
 __all__ = [
+    "CannotFollow",
+    "Field",
+    "FieldError",
     "Layer",
+    "LayerRow",
+    "LayerTable",
     "ReceptiveField",
+    "RfvizWarning",
     "check",
     "conv_output_size",
     "conv_transpose_output_size",

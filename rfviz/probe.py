@@ -19,8 +19,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from .field import ReceptiveField
-from .tracing import Field, _trace
+from .field import Field, ReceptiveField
+from .tracing import _trace
 
 __all__ = ["MeasuredField", "effective_field", "measured_field", "truncate"]
 
@@ -57,8 +57,17 @@ class MeasuredField:
         return Field(tuple(axes))
 
 
-def truncate(model: nn.Module, layer: str | None, input_size) -> tuple[nn.Module, tuple]:
-    """A float64 copy of ``model`` that stops at ``layer``, and that layer's output shape."""
+def truncate(model: nn.Module, layer: str | None, input_size
+             ) -> tuple[nn.Module, tuple[int, ...], tuple[int, ...]]:
+    """A float64 copy of ``model`` that stops at ``layer`` (the output if None), the input
+    shape it takes, (1, C, *spatial), and that layer's output shape, (C', *spatial').
+
+    >>> from torch import nn
+    >>> cut, shape, out_shape = truncate(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(),
+    ...                                                nn.Conv2d(4, 2, 3)), "0", 8)
+    >>> shape, out_shape                                  # 8 - 3 + 1 = 6
+    ((1, 3, 8, 8), (4, 6, 6))
+    """
     table = _trace(model, input_size)
     row = table.rows[-1] if layer is None else table.find(layer)
     table.warn(up_to=table.rows.index(row))
@@ -131,7 +140,7 @@ def measured_field(model: nn.Module, layer: str | None = None, input_size=(224, 
         input_size=tuple(shape[2:]))
 
 
-def effective_field(model: nn.Module, layer: str | None, image_or_size=(224, 224), *,
+def effective_field(model: nn.Module, layer: str | None = None, image_or_size=(224, 224), *,
                     unit: tuple[int, ...] | None = None, samples: int = 4,
                     seed: int = 0) -> np.ndarray:
     """|gradient| of one output unit over the input, summed over channels, normalised to sum 1.

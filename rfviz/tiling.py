@@ -70,14 +70,14 @@ class Margins(PerAxis):
         return tuple(axis.before_aligned for axis in self.axes)
 
 
-def tile_margins(model: nn.Module, layer: str | None = None, input_size=None) -> Margins:
+def tile_margins(model: nn.Module, layer: str | None = None, input_size=(224, 224)) -> Margins:
     """The smallest margins for which tiles give exactly the whole image's result at ``layer``.
 
     >>> import torchvision
     >>> tile_margins(torchvision.models.resnet50(weights=None), "layer3")
     Margins(before=(133, 133), after=(118, 118), stride=(16, 16))
     """
-    field = receptive_field(model, layer, input_size or (224, 224))
+    field = receptive_field(model, layer, input_size)
     if field.is_global:
         raise ValueError(f"layer={layer!r} has a global field (every output depends on the "
                          "whole input, e.g. after adaptive pooling): no tiling is exact; "
@@ -160,7 +160,7 @@ def _output_size(fn, image: torch.Tensor, margins: Margins) -> tuple[int, ...]:
 
 
 def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
-                  tile=(256, 256), margins: Margins | None = None, *,
+                  margins: Margins, tile=(256, 256), *,
                   progress: bool | None = None) -> torch.Tensor:
     """``fn(image)`` computed tile by tile: equal to it up to float round-off, with peak
     memory bounded by a tile.
@@ -178,8 +178,9 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
     if not isinstance(image, torch.Tensor) or image.dim() != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"image must be a 4D tensor (N, C, H, W), got {shape}")
-    if margins is None:
-        raise ValueError("margins is required: use tile_margins(model, layer)")
+    if not isinstance(margins, Margins):
+        raise TypeError(f"margins must be the Margins of fn's field, from "
+                        f"tile_margins(model, layer); got {margins!r}")
     tile = (tile,) * 2 if isinstance(tile, int) else tuple(tile)
     grad = torch.is_grad_enabled() and image.requires_grad
     with torch.set_grad_enabled(grad):

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .arithmetic import explain_output_size
+from .draw.colours import PROBLEM_COLOR
 from .draw.overlay2d import draw_overlay2d, photograph
 from .draw.pixels1d import draw_pixels1d
 from .field import Layer, ReceptiveField
@@ -30,7 +31,6 @@ __all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "conv_panel
 
 OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool"}
 DPI = 100
-PROBLEM_COLOR = "#D55E00"  # Okabe–Ito vermillion
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class ConvPanel(_Panel):
         if view.problem:
             lines.append(_line(html.escape(view.problem), PROBLEM_COLOR))
         self.readout.value = "".join(lines)
-        draw_pixels1d(view.layers, view.sizes[0], highlight=view.unit, figure=self._figure,
+        draw_pixels1d(view.layers, view.sizes[0], unit=view.unit, fig=self._figure,
                       index_base=self.index_base)
         self.image.value = _encode(self._figure, "png")
 
@@ -321,19 +321,19 @@ class OverlayPanel(_Panel):
 
 
 class FigurePanel(_Panel):
-    """One control driving a drawing: ``draw(figure, value)`` redraws a persistent figure,
+    """One control driving a drawing: ``draw(fig, value)`` redraws a persistent figure,
     shown as an image (no ``Output`` widget, so nothing leaks when no browser is attached).
 
     >>> slider = widgets.IntSlider(value=2, min=1, max=5)
     >>> panel = FigurePanel(slider, lambda fig, n: fig.add_subplot().plot(range(n)))
     >>> slider.value = 4
-    >>> len(panel.figure.axes[0].lines[0].get_xdata())
+    >>> len(panel.fig.axes[0].lines[0].get_xdata())
     4
     """
 
     def __init__(self, control, draw, *, size=(6.0, 3.6), kind: str = "png") -> None:
         self.control, self.draw, self.kind = control, draw, kind
-        self.figure = _canvas_figure(figsize=size)
+        self.fig = _canvas_figure(figsize=size)
         self.picture = widgets.Image(format=kind, layout=widgets.Layout(max_width="100%"))
         self.readout = widgets.HTML()
         self.widget = widgets.VBox([control, self.readout, self.picture])
@@ -342,9 +342,9 @@ class FigurePanel(_Panel):
 
     def update(self, change=None) -> None:
         try:
-            self.figure.clear()
-            self.draw(self.figure, self.control.value)
-            self.picture.value = _encode(self.figure, self.kind)
+            self.fig.clear()
+            self.draw(self.fig, self.control.value)
+            self.picture.value = _encode(self.fig, self.kind)
             self.readout.value = ""
         except Exception as error:  # a widget must never show a traceback
             self.readout.value = _failure(error)

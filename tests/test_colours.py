@@ -15,9 +15,7 @@ from colorspacious import cspace_convert, deltaE
 from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 
-from rfviz.draw.errors import ERROR_COLORMAP
-from rfviz.draw.overlay2d import HEAT_COLORMAP
-from rfviz.draw.pixels1d import PALETTE
+from rfviz.draw.colours import ERROR_COLORMAP, HEAT_COLORMAP, PALETTE
 
 VISIONS = [None, "protanomaly", "deuteranomaly", "tritanomaly"]  # None: typical vision
 APART = 20.0  # CAM02-UCS distance: twenty just-noticeable steps, a different colour at a glance

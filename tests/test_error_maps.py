@@ -8,8 +8,8 @@ import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+from rfviz.draw.colours import PALETTE
 from rfviz.draw.errors import FLOOR, draw_error_maps
-from rfviz.draw.pixels1d import PALETTE
 
 
 def maps():

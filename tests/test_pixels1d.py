@@ -10,7 +10,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from torch import nn
 
-from rfviz.draw.pixels1d import PALETTE, _label_step, draw_pixels1d, layout_pixels1d
+from rfviz.draw.colours import PALETTE
+from rfviz.draw.pixels1d import _label_step, draw_pixels1d, layout_pixels1d
 from rfviz.field import Layer, layer_sizes
 
 matplotlib.use("Agg")
@@ -19,9 +20,9 @@ matplotlib.use("Agg")
 def test_seed_001_picture():
     # k=3, s=2 over 7 pixels: unit 0 sees [0 1 2], unit 1 sees [2 3 4] (1-based [1 2 3], [3 4 5]).
     for unit, window in [(0, {0, 1, 2}), (1, {2, 3, 4})]:
-        assert layout_pixels1d([(3, 2, 0)], 7, highlight=unit).input_cells == window
+        assert layout_pixels1d([(3, 2, 0)], 7, unit=unit).input_cells == window
     # Filter 2 (k=2, s=1) on top: its unit 0 sees the union [0 … 4].
-    two = layout_pixels1d([(3, 2, 0), (2, 1, 0)], 7, highlight=0)
+    two = layout_pixels1d([(3, 2, 0), (2, 1, 0)], 7, unit=0)
     assert two.highlighted[1] == {0, 1}
     assert two.input_cells == {0, 1, 2, 3, 4}
 
@@ -37,7 +38,7 @@ def test_rows_hold_padding_cells_of_the_layer_above():
 
 def test_ceil_mode_window_past_the_padding_is_drawn():
     # 5 pixels, max pool k=3 s=3 ceil_mode: 2 windows, the second reads 3, 4 and index 5 (past).
-    diagram = layout_pixels1d([Layer(3, 3, 0, op="maxpool", ceil_mode=True)], 5, highlight=1)
+    diagram = layout_pixels1d([Layer(3, 3, 0, op="maxpool", ceil_mode=True)], 5, unit=1)
     assert diagram.rows[1].size == 2
     assert diagram.rows[0].cells == range(0, 6)
     assert diagram.highlighted[0] == {3, 4, 5}
@@ -55,8 +56,8 @@ def test_cells_sit_above_the_centre_of_their_field():
 def test_errors_name_the_layer_and_the_range():
     with pytest.raises(ValueError, match=r"layer 3 \(conv k=3 s=2 p=0\): kernel=3 spans 3 pixels"):
         layout_pixels1d([(3, 2, 0)] * 3, 7)
-    with pytest.raises(ValueError, match=r"highlight=3 is out of range: .* 0 ≤ highlight ≤ 2"):
-        layout_pixels1d([(3, 2, 0)], 7, highlight=3)
+    with pytest.raises(ValueError, match=r"unit=3 is out of range: .* 0 ≤ unit ≤ 2"):
+        layout_pixels1d([(3, 2, 0)], 7, unit=3)
 
 
 # --- torch as the oracle: the highlighted input cells are exactly the gradient support ----
@@ -110,7 +111,7 @@ def test_highlighted_input_is_the_gradient_support(layers, size):
     for unit in range(out.shape[-1]):
         (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
         support = set(torch.nonzero(grad[0, 0]).flatten().tolist())
-        assert layout_pixels1d(layers, size, highlight=unit).input_cells == support
+        assert layout_pixels1d(layers, size, unit=unit).input_cells == support
 
 
 # --- drawing ------------------------------------------------------------------------
@@ -123,8 +124,8 @@ def collection(fig, kind):
 
 def test_draws_one_box_per_cell_and_colours_the_field():
     layers = [Layer(3, 2, 1), Layer(3, 1, 1)]
-    fig = draw_pixels1d(layers, 9, highlight=1, figure=Figure())
-    diagram = layout_pixels1d(layers, 9, highlight=1)
+    fig = draw_pixels1d(layers, 9, unit=1, fig=Figure())
+    diagram = layout_pixels1d(layers, 9, unit=1)
     boxes = collection(fig, PolyCollection)
     assert len(boxes.get_paths()) == sum(len(row.cells) for row in diagram.rows)
     faces = [tuple(face) for face in boxes.get_facecolors()]
@@ -137,7 +138,7 @@ def test_draws_one_box_per_cell_and_colours_the_field():
 
 def test_64_cells_per_row_stay_labelled_and_readable():
     layers = [Layer(3, 1, 1)] * 4
-    fig = draw_pixels1d(layers, 64, highlight=30, figure=Figure())
+    fig = draw_pixels1d(layers, 64, unit=30, fig=Figure())
     labels = collection(fig, PathCollection)
     assert len(labels.get_offsets()) == 5 * 64  # every real cell has its index
     (size,) = labels.get_sizes()
@@ -154,16 +155,16 @@ def test_labels_fit_in_the_cells_they_label(points_per_pixel, longest):
 
 
 def test_index_base_one_shows_the_seed_labels():
-    fig = draw_pixels1d([(3, 2, 0)], 7, highlight=1, index_base=1, figure=Figure())
+    fig = draw_pixels1d([(3, 2, 0)], 7, unit=1, index_base=1, fig=Figure())
     title = fig.axes[0].texts[-1].get_text()
     assert title.startswith("top unit 2 sees input 3…5")
 
 
 def test_reusing_a_figure_keeps_one_axes_and_changes_the_picture():
     fig = Figure()
-    draw_pixels1d([(3, 1, 0)], 12, highlight=0, figure=fig)
+    draw_pixels1d([(3, 1, 0)], 12, unit=0, fig=fig)
     before = len(collection(fig, PolyCollection).get_paths())
-    draw_pixels1d([(5, 2, 1)], 12, highlight=0, figure=fig)
+    draw_pixels1d([(5, 2, 1)], 12, unit=0, fig=fig)
     assert len(fig.axes) == 1
     assert len(collection(fig, PolyCollection).get_paths()) != before
 

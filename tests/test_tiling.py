@@ -23,7 +23,7 @@ GAP = 1e6  # a margin error is at least this many times the round-off bound
 def error(fn, image, tile, margins):
     """Relative error of the tiled result against the whole image's."""
     with torch.no_grad():
-        return relative_error(tiled_forward(fn, image, tile, margins), fn(image))
+        return relative_error(tiled_forward(fn, image, margins, tile), fn(image))
 
 
 def assert_exact_and_short_by_one_is_wrong(exact: float, **short: float) -> None:
@@ -123,7 +123,7 @@ def test_progress_bar_can_be_forced(capsys):
     net = nn.Conv2d(1, 1, 3, padding=1).double()
     image = torch.randn(1, 1, 20, 20, dtype=torch.float64)
     with torch.no_grad():
-        tiled_forward(net, image, (4, 4), tile_margins(net, input_size=20), progress=True)
+        tiled_forward(net, image, tile_margins(net, input_size=20), (4, 4), progress=True)
     assert "tiles" in capsys.readouterr().err
 
 
@@ -131,11 +131,12 @@ def test_bad_input_is_refused_with_what_is_needed():
     net = nn.Conv2d(1, 1, 3, stride=2, padding=1)
     margins = tile_margins(net, input_size=16)
     with pytest.raises(ValueError, match=r"must be a 4D tensor \(N, C, H, W\), got \(16, 16\)"):
-        tiled_forward(net, torch.zeros(16, 16), 8, margins)
+        tiled_forward(net, torch.zeros(16, 16), margins, 8)
     with pytest.raises(ValueError, match=r"tile=5 is not a positive multiple of the stride 2; "
                                          r"valid: e.g. 4 or 6"):
-        tiled_forward(net, torch.zeros(1, 1, 16, 16), 5, margins)
-    with pytest.raises(ValueError, match="margins is required"):
+        tiled_forward(net, torch.zeros(1, 1, 16, 16), margins, 5)
+    with pytest.raises(TypeError, match=r"margins must be the Margins .* from "
+                                        r"tile_margins\(model, layer\); got 8"):
         tiled_forward(net, torch.zeros(1, 1, 16, 16), 8)
     pooled = nn.Sequential(net, nn.AdaptiveAvgPool2d(1))
     with pytest.raises(ValueError, match=r"has a global field .* no tiling is exact"):

@@ -18,12 +18,11 @@ from matplotlib import patheffects
 from matplotlib.colors import LogNorm
 
 from ..roundoff import ROUND_OFF, describe_error
-from .pixels1d import PALETTE
+from .colours import ERROR_COLORMAP, PALETTE
 
 __all__ = ["draw_error_maps"]
 
 FLOOR = ROUND_OFF  # errors below this (exact zeros included) are drawn as "equal"
-ERROR_COLORMAP = "viridis"  # lightness rises with the error, for every colour vision
 
 
 def draw_error_maps(maps: dict[str, np.ndarray], cut: float | None = None, fig=None):

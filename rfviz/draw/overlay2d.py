@@ -19,11 +19,9 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..field import Field, FieldError, ReceptiveField
-from .pixels1d import PALETTE
+from .colours import HEAT_COLORMAP, PALETTE
 
 __all__ = ["draw_overlay2d", "photograph"]
-
-HEAT_COLORMAP = "inferno"  # ERF heat: lightness rises with the gradient, for any colour vision
 
 
 def photograph(size: tuple[int, int] = (224, 224)) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Every cell sits above the centre of the input pixels it sees, so the picture is also a
 map: stride spreads the upper rows apart, padding cells hang off the ends, and each
-output cell is linked to the cells of its window in the row below. ``highlight`` traces
+output cell is linked to the cells of its window in the row below. ``unit`` traces
 one top unit down to the input.
 
 The geometry (:func:`layout_pixels1d`) is plain Python and tested on its own; the
@@ -26,21 +26,9 @@ from matplotlib.textpath import TextPath
 from matplotlib.transforms import IdentityTransform, blended_transform_factory
 
 from ..field import Layer, ReceptiveField, as_layer, layer_fields
+from .colours import PALETTE
 
-__all__ = ["Diagram1d", "Row", "draw_pixels1d", "layout_pixels1d", "PALETTE"]
-
-# Okabe & Ito's palette, made to stay distinct under every common colour-vision deficiency.
-PALETTE = {
-    "cell": "#eeeeee",
-    "edge": "#555555",
-    "padding": "#ffffff",
-    "padding_edge": "#999999",
-    "link": "#c8c8c8",
-    "field": "#0072B2",  # blue: the highlighted unit's field
-    "field_padding": "#E69F00",  # orange: the part of the field that falls in the padding
-    "text": "#222222",
-    "seam": "#000000",  # black (with a white halo): the cut between tiles over a viridis map
-}
+__all__ = ["Diagram1d", "Row", "draw_pixels1d", "layout_pixels1d"]
 
 CELL_WIDTH = 0.84  # in input pixels; the gap shows the cell borders
 CELL_HEIGHT = 1.0
@@ -81,7 +69,7 @@ class Diagram1d:
 
     rows: tuple[Row, ...]
     highlighted: tuple[frozenset[int], ...]
-    highlight: int | None = None
+    unit: int | None = None  # the traced unit of the top row
 
     def windows(self):
         """Yield ``(row, cell, cell_below)`` for every link from a real cell to its window."""
@@ -98,12 +86,12 @@ class Diagram1d:
 
 
 def layout_pixels1d(layers: Sequence[Layer | tuple | dict], size: int,
-                    highlight: int | None = None) -> Diagram1d:
+                    unit: int | None = None) -> Diagram1d:
     """Rows, cell positions and the traced field for ``layers`` applied to ``size`` pixels.
 
     Raises the arithmetic's ``ValueError`` (naming the layer) if a layer does not fit.
 
-    >>> diagram = layout_pixels1d([(3, 2, 0)], size=7, highlight=1)
+    >>> diagram = layout_pixels1d([(3, 2, 0)], size=7, unit=1)
     >>> [row.size for row in diagram.rows]                # 7 pixels -> (7 - 3) // 2 + 1 = 3
     [7, 3]
     >>> sorted(diagram.input_cells)                       # seed 001: 1-based [3 4 5]
@@ -130,18 +118,18 @@ def layout_pixels1d(layers: Sequence[Layer | tuple | dict], size: int,
         rows.append(Row(n, field, range(-before, n + after), layers[r - 1] if r else None))
 
     highlighted = [frozenset()] * len(rows)
-    if highlight is not None:
+    if unit is not None:
         top = sizes[-1]
-        if not 0 <= highlight < top:
-            raise ValueError(f"highlight={highlight} is out of range: the top row has {top} "
-                             f"units; valid: 0 ≤ highlight ≤ {top - 1}")
-        current = frozenset([highlight])
+        if not 0 <= unit < top:
+            raise ValueError(f"unit={unit} is out of range: the top row has {top} "
+                             f"units; valid: 0 ≤ unit ≤ {top - 1}")
+        current = frozenset([unit])
         highlighted[-1] = current
         for r in range(len(rows) - 1, 0, -1):
             reals = (c for c in current if not rows[r].is_padding(c))
             current = frozenset(below for c in reals for below in rows[r].layer.window(c))
             highlighted[r - 1] = current
-    return Diagram1d(tuple(rows), tuple(highlighted), highlight)
+    return Diagram1d(tuple(rows), tuple(highlighted), unit)
 
 
 # --- drawing --------------------------------------------------------------------------
@@ -186,24 +174,24 @@ def _label_step(points_per_pixel: float, longest: int) -> tuple[float, int]:
     return fontsize, 5
 
 
-def draw_pixels1d(layers: Sequence[Layer | tuple | dict], size: int, highlight: int | None = None,
-                  ax=None, *, index_base: int = 0, figure: Figure | None = None) -> Figure:
+def draw_pixels1d(layers: Sequence[Layer | tuple | dict], size: int, unit: int | None = None,
+                  ax=None, *, index_base: int = 0, fig: Figure | None = None) -> Figure:
     """Draw the stacked 1D diagram of ``layers`` over ``size`` input pixels.
 
     ``layers`` are :class:`~rfviz.field.Layer` objects or ``(kernel, stride, padding)``
-    tuples. ``highlight`` is a unit of the top row whose field is traced down to the input.
+    tuples. ``unit`` is a unit of the top row whose field is traced down to the input.
     Labels are 0-based; ``index_base=1`` shows 1-based labels as in many textbooks.
 
     Without ``ax`` a new pyplot figure is made (a notebook shows it once the cell ends);
-    with ``figure`` that figure is cleared, resized and reused (for widgets).
+    with ``fig`` that figure is cleared, resized and reused (for widgets).
 
-    >>> fig = draw_pixels1d([(3, 2, 0), (2, 1, 0)], size=7, highlight=0)   # seed 001
+    >>> fig = draw_pixels1d([(3, 2, 0), (2, 1, 0)], size=7, unit=0)   # seed 001
     >>> len(fig.axes)
     1
     """
-    diagram = layout_pixels1d(layers, size, highlight)
+    diagram = layout_pixels1d(layers, size, unit)
     if ax is None:
-        ax = _diagram_axes(diagram, figure)
+        ax = _diagram_axes(diagram, fig)
     _render(diagram, ax, index_base)
     return ax.figure
 
@@ -299,11 +287,11 @@ def _render(diagram: Diagram1d, ax, index_base: int) -> None:
 
 def _title(diagram: Diagram1d, index_base: int) -> str:
     top = diagram.rows[-1]
-    if diagram.highlight is None:
+    if diagram.unit is None:
         return f"field of one top unit: {top.field.size} px, jump {top.field.stride} px"
-    first, last = top.field.span(diagram.highlight)
+    first, last = top.field.span(diagram.unit)
     seen = sorted(diagram.input_cells)
-    text = (f"top unit {diagram.highlight + index_base} sees input "
+    text = (f"top unit {diagram.unit + index_base} sees input "
             f"{first + index_base}…{last + index_base} ({top.field.size} px)")
     outside = (last - first + 1) - len(seen)
     if seen and outside:
