@@ -172,8 +172,9 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
 
     In float32 on the CPU, oneDNN picks a convolution algorithm per tensor shape, so tiles
     and the whole image round differently (~1e-6 relative). Run both under
-    ``torch.backends.mkldnn.flags(enabled=False)`` for bit-identical results (measured: 0
-    difference on resnet50 layer3, 1024 px, at about the same speed), or compare in float64.
+    ``torch.backends.mkldnn.flags(enabled=False)`` for the same rounding in tiles and whole
+    (``benchmarks/bench_tiling.py`` prints the difference and both times), or compare in
+    float64 (:mod:`rfviz.roundoff`).
     """
     if not isinstance(image, torch.Tensor) or image.dim() != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -212,8 +213,8 @@ def _release_freed_memory() -> None:
     """Give memory freed by the last tile back to the system.
 
     glibc keeps freed blocks for reuse; tiles of different shapes (the edge tiles) then add up
-    instead of replacing each other, and the process grows towards the whole image's peak.
-    Measured on resnet50 layer3, 2048 px, tiles of 512: 1.8 GB peak without, 1.2 GB with.
+    instead of replacing each other, and the process grows towards the whole image's peak
+    (``benchmarks/bench_tiling.py`` prints the peak memory of both runs).
     """
     trim = _malloc_trim()
     if trim is not None:

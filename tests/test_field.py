@@ -3,8 +3,7 @@
 import random
 
 import pytest
-import torch
-from torch import nn
+from builders import gradient_support, random_layers, torch_stack_1d
 
 from rfviz.field import Layer, ReceptiveField, as_layer, layer_sizes
 
@@ -79,31 +78,6 @@ def test_layer_sizes_raise_at_the_layer_that_gets_too_small():
 # --- torch as the oracle -------------------------------------------------------------
 
 
-def build_torch_stack(layers: list[Layer]) -> nn.Sequential:
-    modules = []
-    for layer in layers:
-        if layer.op == "conv":
-            modules.append(nn.Conv1d(1, 1, layer.kernel, layer.stride, layer.padding,
-                                     layer.dilation, dtype=torch.float64))
-        else:  # an average pool spreads its gradient over the whole window
-            modules.append(nn.AvgPool1d(layer.kernel, layer.stride, layer.padding))
-    return nn.Sequential(*modules)
-
-
-def gradient_support(stack: nn.Module, size: int, unit: int) -> set[int]:
-    """Input pixels whose gradient for output `unit` is nonzero, over a few random inputs."""
-    support: set[int] = set()
-    for seed in range(3):
-        torch.manual_seed(seed)
-        for module in stack:  # positive weights: no cancellation to exactly zero
-            if isinstance(module, nn.Conv1d):
-                nn.init.uniform_(module.weight, 0.1, 1.0)
-        x = torch.rand(1, 1, size, dtype=torch.float64, requires_grad=True)
-        stack(x)[0, 0, unit].backward()
-        support |= set(torch.nonzero(x.grad[0, 0]).flatten().tolist())
-    return support
-
-
 def gapless(layers: list[Layer]) -> bool:
     """No layer below the top skips pixels (stride ≤ kernel, no dilation): fields have no holes."""
     return all(layer.dilation == 1 for layer in layers) and all(
@@ -116,14 +90,7 @@ def random_stacks(count: int, seed: int = 1, *, holes: bool = False):
     rng = random.Random(seed)
     made = 0
     while made < count:
-        layers = []
-        for _ in range(rng.randint(1, 4)):
-            if rng.random() < 0.25:
-                kernel = rng.randint(2, 4)
-                layers.append(Layer(kernel, rng.randint(1, 3), rng.randint(0, kernel // 2),
-                                    op="avgpool"))
-            else:
-                layers.append(Layer(rng.randint(1, 5), rng.randint(1, 3), rng.randint(0, 2)))
+        layers = random_layers(rng, pool_share=0.25, dilation=False, ceil_mode=False)
         size = rng.randint(8, 48)
         try:
             sizes = layer_sizes(layers, size)
@@ -139,7 +106,7 @@ def random_stacks(count: int, seed: int = 1, *, holes: bool = False):
 def test_span_is_the_gradient_support_of_a_conv_stack(layers, size, out):
     # Inside the image the span is exact. Where it reaches the border, paths through the
     # padding of an intermediate layer carry no gradient: the support can be smaller.
-    stack = build_torch_stack(layers)
+    stack = torch_stack_1d(layers)
     field = ReceptiveField.of(layers)
     for unit in range(out):
         first, last = field.span(unit)
@@ -153,7 +120,7 @@ def test_span_is_the_gradient_support_of_a_conv_stack(layers, size, out):
 @pytest.mark.parametrize(("layers", "size", "out"), list(random_stacks(15, holes=True)))
 def test_span_bounds_the_gradient_support_of_a_stack_that_skips_pixels(layers, size, out):
     # A stride larger than the kernel skips pixels: the span is the bounding interval.
-    stack = build_torch_stack(layers)
+    stack = torch_stack_1d(layers)
     field = ReceptiveField.of(layers)
     for unit in {0, out // 2, out - 1}:
         first, last = field.span(unit)
@@ -165,7 +132,7 @@ def test_span_bounds_the_gradient_support_of_a_stack_that_skips_pixels(layers, s
 
 def test_dilated_span_bounds_the_gradient_support():
     layers = [Layer(3, 1, 2, dilation=2), Layer(3, 2, 0, dilation=3)]
-    stack = build_torch_stack(layers)
+    stack = torch_stack_1d(layers)
     field = ReceptiveField.of(layers)
     support = gradient_support(stack, 30, 4)
     assert (min(support), max(support)) == field.span(4)

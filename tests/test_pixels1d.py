@@ -4,11 +4,10 @@ import random
 
 import matplotlib
 import pytest
-import torch
+from builders import gradient_support, random_layers, torch_stack_1d
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from torch import nn
 
 from rfviz.draw.colours import PALETTE
 from rfviz.draw.pixels1d import _label_step, draw_pixels1d, layout_pixels1d
@@ -63,33 +62,6 @@ def test_errors_name_the_layer_and_the_range():
 # --- torch as the oracle: the highlighted input cells are exactly the gradient support ----
 
 
-def torch_stack(layers):
-    modules = []
-    for layer in layers:
-        if layer.op == "conv":
-            conv = nn.Conv1d(1, 1, layer.kernel, layer.stride, layer.padding, layer.dilation,
-                             dtype=torch.float64)
-            nn.init.uniform_(conv.weight, 0.1, 1.0)  # positive: no cancellation to zero
-            modules.append(conv)
-        else:
-            modules.append(nn.AvgPool1d(layer.kernel, layer.stride, layer.padding,
-                                        ceil_mode=layer.ceil_mode))
-    return nn.Sequential(*modules)
-
-
-def random_layers(rng):
-    layers = []
-    for _ in range(rng.randint(1, 4)):
-        if rng.random() < 0.3:
-            kernel = rng.randint(1, 4)
-            layers.append(Layer(kernel, rng.randint(1, 3), rng.randint(0, kernel // 2),
-                                op="avgpool", ceil_mode=rng.random() < 0.5))
-        else:
-            layers.append(Layer(rng.randint(1, 5), rng.randint(1, 3), rng.randint(0, 2),
-                                rng.randint(1, 3)))
-    return layers
-
-
 def random_cases(count, seed=3):
     rng = random.Random(seed)
     while count:
@@ -104,13 +76,9 @@ def random_cases(count, seed=3):
 
 @pytest.mark.parametrize(("layers", "size"), list(random_cases(60)))
 def test_highlighted_input_is_the_gradient_support(layers, size):
-    torch.manual_seed(0)
-    stack = torch_stack(layers)
-    x = torch.rand(1, 1, size, dtype=torch.float64, requires_grad=True)
-    out = stack(x)
-    for unit in range(out.shape[-1]):
-        (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
-        support = set(torch.nonzero(grad[0, 0]).flatten().tolist())
+    stack = torch_stack_1d(layers)
+    for unit in range(layer_sizes(layers, size)[-1]):
+        support = gradient_support(stack, size, unit, seeds=[0])
         assert layout_pixels1d(layers, size, unit=unit).input_cells == support
 
 

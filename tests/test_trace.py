@@ -222,16 +222,19 @@ def test_invalid_pooling_is_not_called_a_too_small_input():
         trace(net, input_size=32)
 
 
+class Mismatch(nn.Module):
+    """Two branches whose outputs differ in size (kernels 3 and 5, no padding), added."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = conv(3), conv(5)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
 def test_branches_of_different_shapes_say_so_naming_the_row():
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = conv(3), conv(5)
-
-        def forward(self, x):
-            return self.a(x) + self.b(x)
-
-    net = nn.Sequential(conv(1, c_in=3), Block())
+    net = nn.Sequential(conv(1, c_in=3), Mismatch())
     with pytest.raises(ValueError, match=r"^at '1.add' the input has shape \(4, 6, 6\) and "
                                          r"\(4, 4, 4\) .*branches merged here .* do not "
                                          r"broadcast"):
@@ -378,13 +381,5 @@ def test_arithmetic_shapes_and_dtypes_follow_broadcasting_as_torch_does():
 
 
 def test_arithmetic_on_shapes_that_do_not_broadcast_names_the_op():
-    class Mismatch(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = conv(3), conv(5)
-
-        def forward(self, x):
-            return self.a(x) + self.b(x)
-
     with pytest.raises(ValueError, match=r"at 'add'.*\(4, 6, 6\)"):
         trace(Mismatch(), input_size=8)

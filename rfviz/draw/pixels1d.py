@@ -7,8 +7,8 @@ one top unit down to the input.
 
 The geometry (:func:`layout_pixels1d`) is plain Python and tested on its own; the
 drawing uses matplotlib collections only, and draws index labels as glyph paths in one
-collection, because a text artist per cell costs ~1 ms each (a 5x64 diagram would take
-a third of a second to draw, too slow for a slider).
+collection, because a text artist per cell is too slow for a slider
+(``benchmarks/bench_draw.py`` prints both side by side).
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def _render(diagram: Diagram1d, ax, index_base: int) -> None:
         lit = cell in diagram.highlighted[r] and below in diagram.highlighted[r - 1]
         (link_lit if lit else link_plain).append(segment)
 
-    # autolim=False: the limits are set above; updating them per collection costs ~3 ms.
+    # autolim=False: the limits are set above; updating them per collection is wasted work.
     ax.add_collection(LineCollection(link_plain, colors=PALETTE["link"], linewidths=0.6),
                       autolim=False)
     ax.add_collection(LineCollection(link_lit, colors=PALETTE["field"], linewidths=1.6),
