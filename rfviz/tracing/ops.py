@@ -16,7 +16,7 @@ Window(kernel=(3, 3), stride=(3, 3), padding=(1, 1), dilation=(1, 1), kind='maxp
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,7 @@ ELEMENTWISE_MODULES = (
     nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
     nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.LogSigmoid, nn.ChannelShuffle,
 )
+POOLS = MAX_POOLS + AVG_POOLS
 SPATIAL_STATISTICS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 ELEMENTWISE_FUNCTIONS = {
@@ -66,17 +67,20 @@ POOL_FUNCTIONS = {F.max_pool1d: "maxpool", F.max_pool2d: "maxpool", F.max_pool3d
 CONV_FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d}
 
 
+_CONVOLUTIONS_AND_TRANSPOSED = CONVOLUTIONS + TRANSPOSED
+
+
 def per_axis(value, n: int) -> tuple[int, ...]:
     """``3`` -> ``(3, 3)``; a tuple or list stays as it is."""
     return tuple(value) if isinstance(value, tuple | list) else (value,) * n
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """A convolution's or pooling's sliding window, per spatial axis, in torch's terms.
 
     ``padding`` is the left (top) side; ``same`` is True for ``padding="same"``, whose output
-    keeps the input's size (its right side may be one more: an even total).
+    keeps the input's size (its right side may be one more: an even total). (A named tuple:
+    immutable like a frozen dataclass, and built twice per convolution per trace, cheaply.)
     """
 
     kernel: tuple[int, ...]
@@ -110,8 +114,10 @@ class Window:
     @classmethod
     def from_module(cls, module: nn.Module) -> Window:
         """From a ``Conv*d``, ``ConvTranspose*d``, ``MaxPool*d`` or ``AvgPool*d`` module."""
-        if isinstance(module, CONVOLUTIONS + TRANSPOSED):
-            return cls.of(module.kernel_size, module.stride, module.padding, module.dilation)
+        if isinstance(module, _CONVOLUTIONS_AND_TRANSPOSED):
+            if isinstance(module.padding, str):
+                return cls.of(module.kernel_size, module.stride, module.padding, module.dilation)
+            return cls(module.kernel_size, module.stride, module.padding, module.dilation)
         kind = "maxpool" if isinstance(module, MAX_POOLS) else "avgpool"
         n = int(type(module).__name__[-2])  # MaxPool2d -> 2
         return cls.of(module.kernel_size, module.stride, module.padding,
@@ -134,5 +140,5 @@ class Window:
         if self.same:
             return tuple(spatial)
         size_of = conv_output_size if self.kind == "conv" else pool_output_size
-        return tuple(size_of(*axis, ceil_mode=self.ceil_mode) for axis in zip(
-            spatial, self.kernel, self.stride, self.padding, self.dilation, strict=True))
+        return tuple([size_of(n, k, s, p, d, self.ceil_mode) for n, k, s, p, d in zip(
+            spatial, self.kernel, self.stride, self.padding, self.dilation, strict=True)])

@@ -13,10 +13,12 @@ no exact field exists: the walk then warns and marks the fields after it unknown
 
 from __future__ import annotations
 
+import functools
 import operator
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
 from math import prod
+from types import MappingProxyType
+from typing import NamedTuple
 
 import torch
 import torch.fx
@@ -48,26 +50,25 @@ from .ops import (
 )
 from .shapes import AXIS_NAMES, shape_of
 
+# Value, Op and Step are named tuples: immutable, and made for every op of every trace.
 
-@dataclass(frozen=True)
-class Value:
+
+class Value(NamedTuple):
     """What the walk knows of one tensor: its field and where its spatial axes are."""
 
     field: Field
     dims: tuple[int, ...] | None  # tensor dim of each spatial axis; None once flattened away
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
     """What a rule found: the new field, where the spatial axes are, what the row shows."""
 
     field: Field
     dims: tuple[int, ...] | None
-    params: dict = field(default_factory=dict)
+    params: Mapping = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One op as a rule sees it."""
 
     node: torch.fx.Node
@@ -152,8 +153,8 @@ def transposed(step: Step) -> Op | CannotFollow:
     conv = Window.from_module(module)
     crop = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding, conv.dilation,
                                                     strict=True))
-    op = _slide(step, replace(conv, padding=crop))
-    return replace(op, params={**op.params, "padding": conv.padding})
+    op = _slide(step, conv._replace(padding=crop))
+    return op._replace(params={**op.params, "padding": conv.padding})
 
 
 def adaptive(step: Step) -> Op | CannotFollow:
@@ -321,8 +322,13 @@ def rule_for(op) -> Rule | None:
     """The rule for a module (by its class or the nearest base class in the table), or for a
     function or method name; None if rfviz has none."""
     if isinstance(op, nn.Module):
-        return next((MODULE_RULES[c] for c in type(op).__mro__ if c in MODULE_RULES), None)
+        return _module_rule(type(op))
     try:
         return FUNCTION_RULES.get(op)
     except TypeError:  # unhashable target
         return None
+
+
+@functools.cache
+def _module_rule(kind: type) -> Rule | None:
+    return next((MODULE_RULES[c] for c in kind.__mro__ if c in MODULE_RULES), None)

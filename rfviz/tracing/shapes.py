@@ -17,12 +17,11 @@ import torch.fx
 from torch import nn
 
 from .ops import (
-    AVG_POOLS,
     CONVOLUTIONS,
     ELEMENTWISE_MODULES,
-    MAX_POOLS,
     MERGING_FUNCTIONS,
     MERGING_METHODS,
+    POOLS,
     Window,
 )
 
@@ -128,7 +127,7 @@ def module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int,
         if len(spatial) != len(module.kernel_size) or shape[1] != module.in_channels:
             return None  # let torch say what is wrong
         return (shape[0], module.out_channels, *_window_output(module, spatial))
-    if isinstance(module, MAX_POOLS + AVG_POOLS) and not getattr(module, "return_indices", False):
+    if isinstance(module, POOLS) and not getattr(module, "return_indices", False):
         if len(spatial) != int(type(module).__name__[-2]):
             return None
         return (*shape[:2], *_window_output(module, spatial))
