@@ -237,7 +237,7 @@ class FieldError(ValueError):
 
 
 @dataclass(frozen=True)
-class Field(PerAxis):
+class Field:
     """A receptive field per spatial axis (H and W kept apart), or global, or unknown.
 
     ``axes`` holds one :class:`ReceptiveField` per spatial axis, in the tensor's order (H, W

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .field import PerAxis
+from .field import FieldError, PerAxis
 from .tracing import receptive_field
 
 __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
@@ -79,11 +79,11 @@ def tile_margins(model: nn.Module, layer: str | None = None, input_size=(224, 22
     """
     field = receptive_field(model, layer, input_size)
     if field.is_global:
-        raise ValueError(f"layer={layer!r} has a global field (every output depends on the "
+        raise FieldError(f"layer={layer!r} has a global field (every output depends on the "
                          "whole input, e.g. after adaptive pooling): no tiling is exact; "
                          "choose a layer of the convolutional trunk")
     if field.unknown:
-        raise ValueError(f"layer={layer!r} has an unknown field ({field.unknown}); margins "
+        raise FieldError(f"layer={layer!r} has an unknown field ({field.unknown}); margins "
                          "cannot be derived")
     return Margins(before=field.padding,
                    after=tuple(a.size - a.stride - a.padding for a in field.axes),

@@ -383,3 +383,59 @@ def test_arithmetic_shapes_and_dtypes_follow_broadcasting_as_torch_does():
 def test_arithmetic_on_shapes_that_do_not_broadcast_names_the_op():
     with pytest.raises(ValueError, match=r"at 'add'.*\(4, 6, 6\)"):
         trace(Mismatch(), input_size=8)
+
+
+# --- found in review: repeated ops, splits, other windows, vision transformers -------------
+
+
+def test_a_failing_op_called_twice_is_named_as_its_row():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.p = conv(3, c_in=3), nn.MaxPool2d(3)
+
+        def forward(self, x):
+            return self.p(self.p(self.c(x)))
+
+    assert [row.name for row in trace(Twice(), input_size=12)] == ["c", "p", "p@1"]
+    with pytest.raises(ValueError, match=r"input_size is too small .* at 'p@1' the input has "
+                                         r"shape \(4, 2, 2\)"):
+        trace(Twice(), input_size=8)
+
+
+@pytest.mark.parametrize("module", [nn.ReflectionPad2d(5), nn.Unfold(5)])
+def test_any_window_that_does_not_fit_is_a_too_small_input(module):
+    with pytest.raises(ValueError, match=r"input_size is too small .* at '1' the input has "
+                                         r"shape \(4, 4, 4\)"):
+        trace(nn.Sequential(conv(3, c_in=3), module), input_size=6)
+
+
+def test_a_split_along_a_spatial_axis_warns_naming_it():
+    class Split(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = conv(3, c_in=3)
+
+        def forward(self, x):
+            a, b = torch.chunk(self.c(x), 2, dim=2)
+            return a + b
+
+    with pytest.warns(RfvizWarning, match=r"cannot follow chunk at 'chunk': split along a "
+                                          r"spatial axis"):
+        field = receptive_field(Split(), None, 12)
+    assert not field.known
+
+
+def test_three_d_pools_and_adaptive_pools_are_followed():
+    net = nn.Sequential(nn.Conv3d(1, 2, 3), nn.MaxPool3d(2), nn.AdaptiveAvgPool3d(1))
+    table = trace(net, input_size=(10, 10, 10))
+    assert table[1].field.size == (4, 4, 4)  # 3 + (2-1)*1
+    assert table[2].field.is_global
+
+
+def test_vision_transformer_patch_field_then_global():
+    vit = torchvision.models.vit_b_16(weights=None)
+    with pytest.warns(RfvizWarning, match="reshape"):  # patches flattened into a sequence
+        table = trace(vit)
+    assert str(table["conv_proj"].field) == "16 px, jump 16, padding 0"
+    assert table.rows[-1].field.is_global

@@ -27,6 +27,8 @@ from ..arithmetic import conv_output_size, pool_output_size, same_padding
 
 __all__ = ["Window"]
 
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
@@ -41,6 +43,9 @@ ELEMENTWISE_MODULES = (
     nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.LogSigmoid, nn.ChannelShuffle,
 )
 POOLS = MAX_POOLS + AVG_POOLS
+# spatial axes of each pooling class (subclasses: through their MRO)
+POOL_AXES = {**dict(zip(MAX_POOLS, (1, 2, 3), strict=True)),
+             **dict(zip(AVG_POOLS, (1, 2, 3), strict=True))}
 SPATIAL_STATISTICS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 ELEMENTWISE_FUNCTIONS = {
@@ -62,12 +67,10 @@ SPLITTING = {torch.chunk, torch.split, "chunk", "split"}
 REDUCING = {torch.mean, torch.sum, torch.amax, "mean", "sum", "amax", "max"}
 ADAPTIVE_POOL_FUNCTIONS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool1d,
                            F.adaptive_max_pool2d}
-POOL_FUNCTIONS = {F.max_pool1d: "maxpool", F.max_pool2d: "maxpool", F.max_pool3d: "maxpool",
-                  F.avg_pool1d: "avgpool", F.avg_pool2d: "avgpool", F.avg_pool3d: "avgpool"}
+POOL_FUNCTIONS = {F.max_pool1d: ("maxpool", 1), F.max_pool2d: ("maxpool", 2),
+                  F.max_pool3d: ("maxpool", 3), F.avg_pool1d: ("avgpool", 1),
+                  F.avg_pool2d: ("avgpool", 2), F.avg_pool3d: ("avgpool", 3)}
 CONV_FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d}
-
-
-_CONVOLUTIONS_AND_TRANSPOSED = CONVOLUTIONS + TRANSPOSED
 
 
 def per_axis(value, n: int) -> tuple[int, ...]:
@@ -87,7 +90,7 @@ class Window(NamedTuple):
     stride: tuple[int, ...]
     padding: tuple[int, ...]
     dilation: tuple[int, ...]
-    kind: str = "conv"  # "conv", "maxpool" or "avgpool"
+    kind: str = "conv"  # "conv", "transposed", "maxpool" or "avgpool"
     ceil_mode: bool = False
     same: bool = False
 
@@ -108,18 +111,22 @@ class Window(NamedTuple):
         if isinstance(padding, str):
             padding = tuple(same_padding(k, d)[0] if same else 0
                             for k, d in zip(kernel, dilation, strict=True))
-        return cls(kernel, per_axis(stride or kernel, n), per_axis(padding, n), dilation, kind,
+        stride = kernel if stride is None else stride
+        return cls(kernel, per_axis(stride, n), per_axis(padding, n), dilation, kind,
                    bool(ceil_mode), same)
 
     @classmethod
     def from_module(cls, module: nn.Module) -> Window:
         """From a ``Conv*d``, ``ConvTranspose*d``, ``MaxPool*d`` or ``AvgPool*d`` module."""
-        if isinstance(module, _CONVOLUTIONS_AND_TRANSPOSED):
+        if isinstance(module, TRANSPOSED):
+            return cls(module.kernel_size, module.stride, module.padding, module.dilation,
+                       "transposed")
+        if isinstance(module, CONVOLUTIONS):
             if isinstance(module.padding, str):
                 return cls.of(module.kernel_size, module.stride, module.padding, module.dilation)
             return cls(module.kernel_size, module.stride, module.padding, module.dilation)
         kind = "maxpool" if isinstance(module, MAX_POOLS) else "avgpool"
-        n = int(type(module).__name__[-2])  # MaxPool2d -> 2
+        n = next(POOL_AXES[c] for c in type(module).__mro__ if c in POOL_AXES)
         return cls.of(module.kernel_size, module.stride, module.padding,
                       getattr(module, "dilation", 1), kind=kind, ceil_mode=module.ceil_mode, n=n)
 
@@ -129,14 +136,17 @@ class Window(NamedTuple):
         if target in CONV_FUNCTIONS:
             return cls.of(tuple(weight_shape[2:]), arguments.get("stride", 1),
                           arguments.get("padding", 0), arguments.get("dilation", 1))
-        n = int(target.__name__[-2])  # max_pool2d -> 2
+        kind, n = POOL_FUNCTIONS[target]
         return cls.of(arguments["kernel_size"], arguments.get("stride"),
                       arguments.get("padding", 0), arguments.get("dilation", 1),
-                      kind=POOL_FUNCTIONS[target], ceil_mode=arguments.get("ceil_mode", False),
-                      n=n)
+                      kind=kind, ceil_mode=arguments.get("ceil_mode", False), n=n)
 
     def output_size(self, spatial) -> tuple[int, ...]:
-        """Output length per axis, exactly as torch gives it (rfviz.arithmetic)."""
+        """Output length per axis, exactly as torch gives it (rfviz.arithmetic), for a
+        convolution or a pooling."""
+        if self.kind == "transposed":
+            raise ValueError("a transposed convolution's output size also needs its "
+                             "output_padding: use rfviz.conv_transpose_output_size")
         if self.same:
             return tuple(spatial)
         size_of = conv_output_size if self.kind == "conv" else pool_output_size

@@ -30,6 +30,7 @@ from .ops import (
     ADAPTIVE_POOL_FUNCTIONS,
     ADAPTIVE_POOLS,
     AVG_POOLS,
+    AXIS_NAMES,
     CONCATENATING,
     CONV_FUNCTIONS,
     CONVOLUTIONS,
@@ -48,7 +49,7 @@ from .ops import (
     Window,
     per_axis,
 )
-from .shapes import AXIS_NAMES, shape_of
+from .shapes import shape_of
 
 # Value, Op and Step are named tuples: immutable, and made for every op of every trace.
 
@@ -134,7 +135,7 @@ def window(step: Step) -> Op:
     names = (("input", "weight", "bias", "stride", "padding", "dilation") if target in
              CONV_FUNCTIONS else ("input", "kernel_size", "stride", "padding", "dilation",
                                   "ceil_mode"))
-    if POOL_FUNCTIONS.get(target) == "avgpool":  # avg_pool's 5th argument is ceil_mode
+    if POOL_FUNCTIONS.get(target, ("",))[0] == "avgpool":  # avg_pool's 5th arg: ceil_mode
         names = ("input", "kernel_size", "stride", "padding", "ceil_mode")
     arguments = {**dict(zip(names, step.node.args, strict=False)), **step.node.kwargs}
     weight = shape_of(arguments["weight"]) if target in CONV_FUNCTIONS else None
@@ -153,7 +154,7 @@ def transposed(step: Step) -> Op | CannotFollow:
     conv = Window.from_module(module)
     crop = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding, conv.dilation,
                                                     strict=True))
-    op = _slide(step, conv._replace(padding=crop))
+    op = _slide(step, conv._replace(padding=crop, kind="conv"))
     return op._replace(params={**op.params, "padding": conv.padding})
 
 
@@ -331,4 +332,5 @@ def rule_for(op) -> Rule | None:
 
 @functools.cache
 def _module_rule(kind: type) -> Rule | None:
+    # cached per class: MODULE_RULES is fixed once this module is imported
     return next((MODULE_RULES[c] for c in kind.__mro__ if c in MODULE_RULES), None)

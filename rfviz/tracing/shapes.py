@@ -17,6 +17,7 @@ import torch.fx
 from torch import nn
 
 from .ops import (
+    AXIS_NAMES,
     CONVOLUTIONS,
     ELEMENTWISE_MODULES,
     MERGING_FUNCTIONS,
@@ -25,7 +26,6 @@ from .ops import (
     Window,
 )
 
-AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 _SHAPE = "rfviz_shape"
 # What torch says when a window does not fit its input (modules run on a meta copy).
 _TOO_SMALL = re.compile(r"too small|greater than actual input|smaller than", re.IGNORECASE)
@@ -71,11 +71,21 @@ class MetaShapeProp(torch.fx.Interpreter):
             node.meta.pop(_SHAPE, None)
         return result
 
+    def _row_name(self, failing: torch.fx.Node) -> str:
+        """The failing op's row name as trace() gives it: earlier ops of the same name count
+        (``p@1``), so name, in graph order, every earlier op that gave a tensor."""
+        for node in self.graph.nodes:
+            if node is failing:
+                return self.name_of(node)
+            if node.op.startswith("call_") and shape_of(node) is not None:
+                self.name_of(node)
+        return self.name_of(failing)
+
     def _failure(self, node, message: str, too_small: bool) -> ShapeError:
         shapes = [shape_of(a)[1:] for a in node.all_input_nodes if shape_of(a) is not None]
         shown = " and ".join(map(str, shapes)) if shapes else "?"
         lead = "input_size is too small for this model: " if too_small else ""
-        return ShapeError(f"{lead}at {self.name_of(node)!r} the input has shape {shown} "
+        return ShapeError(f"{lead}at {self._row_name(node)!r} the input has shape {shown} "
                           f"(channels, *spatial): {message}", too_small)
 
     def get_attr(self, target, args, kwargs):
@@ -99,7 +109,27 @@ class MetaShapeProp(torch.fx.Interpreter):
             x, torch.Tensor) else None
         if shape is not None:
             return torch.empty(shape, device="meta")
-        return meta_copy(module)(*args, **kwargs)
+        copy_ = meta_copy(module)
+        try:
+            return copy_(*args, **kwargs)
+        except Exception as error:
+            message = str(error).strip().splitlines()[0]
+            raise ShapeError(message, too_small=_fits_larger(copy_, args, kwargs)) from None
+
+
+def _fits_larger(module: nn.Module, args, kwargs) -> bool:
+    """Whether ``module`` runs once its input is larger along every spatial axis: then the
+    input was too small, and not something else wrong."""
+    x = args[0]
+    if not isinstance(x, torch.Tensor) or x.dim() < 3:
+        return False
+    larger = torch.empty((*x.shape[:2], *(n + 256 for n in x.shape[2:])), device="meta",
+                         dtype=x.dtype)
+    try:
+        module(larger, *args[1:], **kwargs)
+    except Exception:
+        return False
+    return True
 
 
 def broadcast(arithmetic: bool, args, kwargs) -> torch.Tensor | None:
@@ -128,14 +158,15 @@ def module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int,
             return None  # let torch say what is wrong
         return (shape[0], module.out_channels, *_window_output(module, spatial))
     if isinstance(module, POOLS) and not getattr(module, "return_indices", False):
-        if len(spatial) != int(type(module).__name__[-2]):
+        window = Window.from_module(module)
+        if len(spatial) != len(window.kernel):
             return None
-        return (*shape[:2], *_window_output(module, spatial))
+        return (*shape[:2], *_window_output(module, spatial, window))
     return None
 
 
-def _window_output(module: nn.Module, spatial) -> tuple[int, ...]:
-    window = Window.from_module(module)
+def _window_output(module: nn.Module, spatial, window: Window | None = None) -> tuple[int, ...]:
+    window = window or Window.from_module(module)
     try:
         return window.output_size(spatial)
     except ValueError as error:  # too small, unless the window fits no input at all

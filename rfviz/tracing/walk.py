@@ -86,6 +86,8 @@ class Walk:
         return self.rows
 
     def _split(self, node) -> None:
+        """``chunk`` / ``split`` give a tuple of tensors, taken apart by ``getitem``: along the
+        channels each piece keeps the field; along a spatial axis rfviz cannot follow."""
         source = next((a for a in node.all_input_nodes if a in self.values), None)
         if source is None:
             return
@@ -93,7 +95,9 @@ class Walk:
         dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
         dim %= len(shape_of(source))
         if value.dims and dim in value.dims:
-            problem = CannotFollow(self.name.op(node), "split along a spatial axis")
+            problem = CannotFollow(self.name.op(node), "split along a spatial axis",
+                                   self.name(node))
+            self.problems.append((len(self.rows), problem))
             value = Value(Field.unknown_after(problem), value.dims)
         self.values[node] = value
 
@@ -110,7 +114,8 @@ class Walk:
         result = rule(step) if rule else step.cannot("rfviz has no rule for it")
         if isinstance(result, CannotFollow):  # say so, never guess
             self.problems.append((len(self.rows), result))
-            result = Op(Field.unknown_after(result), step.value.dims)
+            same_rank = len(step.in_shape) == len(step.out_shape)
+            result = Op(Field.unknown_after(result), step.value.dims if same_rank else None)
         self.values[node] = Value(result.field, result.dims)
         self.rows.append(LayerRow(
             name=step.where, op=step.op, shape=step.out_shape[1:], field=result.field,
