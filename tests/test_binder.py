@@ -2,6 +2,7 @@
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,10 +48,9 @@ def test_binder_uses_cpu_torch_wheels():
 
 def test_binder_installs_everything_the_notebooks_import():
     provided = set(pins(ROOT / "binder" / "requirements.txt")) | {"rfviz"}
-    stdlib = {"functools", "json", "math", "time", "warnings"}
     aliases = {"pil": "pillow"}
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         needed = {aliases.get(name.lower(), name.lower())
-                  for name in imported_top_level(notebook)} - stdlib
+                  for name in imported_top_level(notebook) if name not in sys.stdlib_module_names}
         assert needed <= provided, (notebook.name, needed - provided)
     assert "pip install --no-deps -e ." in (ROOT / "binder" / "postBuild").read_text()

@@ -13,6 +13,7 @@ from rfviz.tracing import receptive_field
 CASES = [
     ("resnet18", {}, "layer3", 288),
     ("resnet50", {}, "layer3", 320),
+    ("resnet50", {}, "layer4", 480),  # lesson 04 states 427 px but cannot afford measuring it
     ("vgg16", {}, "features.16", 160),
     ("alexnet", {}, "features", 320),
     ("mobilenet_v2", {}, "features.7", 256),
