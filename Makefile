@@ -11,7 +11,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_ARGS ?=
 
-.PHONY: lab test test-one-thread bench lint clean
+.PHONY: lab test test-one-thread notebooks bench lint clean
 
 $(STAMP): requirements.txt pyproject.toml binder/overrides.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: $(STAMP)
 # every stored output and every bound must still hold (CI runs this after `make test`).
 test-one-thread: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q notebooks tests/test_tiling.py tests/test_probe.py tests/test_erf.py
+
+# Re-run every lesson in place, storing its outputs (they are committed: read on GitHub and
+# Binder). Errors are stored as their one exception line (a cell that fails on purpose shows the
+# message, no machine paths or library source). NB=notebooks/05_tile_margins.ipynb: just one.
+NB ?= notebooks/*.ipynb
+notebooks: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.extra_arguments="['--InteractiveShell.xmode=Minimal']" $(NB)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_draw.py
