@@ -15,13 +15,14 @@ number belongs to one of the two.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 from .field import Layer, layer_fields, layer_sizes
 from .table import Table
 
-__all__ = ["ALEXNET", "RESNET18", "RESNET50", "RESNET50_V15", "VGG16", "field_table",
-           "field_rows"]
+__all__ = ["ALEXNET", "RESNET18", "RESNET50", "RESNET50_V15", "VGG16", "article_step",
+           "field_rows", "field_table"]
 
 # Seed 001's list (Krizhevsky et al. 2012, as in the Caffe model), on a 227-pixel input; the
 # fully connected layers as the equivalent convolutions.
@@ -89,3 +90,28 @@ def field_table(layers: Iterable[Layer], size: int) -> Table:
     rows = [[layer.name, n, field.stride, field.size, field.center(0)]
             for layer, n, field in field_rows(layers, size)]
     return Table(["layer", "n", "jump", "rf", "start"], rows)
+
+
+def article_step(conv: tuple[int, int, int], layer_in: tuple) -> tuple:
+    """One step of the receptive-field script in the Chinese tutorial this suite quotes
+    (``computeReceptiveField.py``, Python 2), ported to Python 3 unchanged in substance.
+
+    ``conv`` is ``(kernel, stride, padding)``, ``layer_in`` is ``(n, jump, rf, start)`` with
+    ``start`` the centre of unit 0's field counted from the image's left *edge* (pixel 0's
+    centre is 0.5). The script does not use ``padding`` for ``start``: it derives the padding
+    actually used from the output size and splits it as TensorFlow's "SAME" does, the extra
+    pixel on the right. Torch pads ``padding`` on both sides, so where that differs the
+    script's centres are off:
+
+    >>> layer = article_step((7, 2, 3), (224, 1, 1, 0.5))    # ResNet's conv1: 111*2 - 224 + 7
+    >>> layer                                                # = 5 used: 2 left (torch: 3)
+    (112, 2, 7, 1.5)
+    >>> article_step((3, 2, 1), layer)                       # its max pool: 1 used, 0 left
+    (56, 4, 11, 3.5)
+    """
+    n_in, j_in, r_in, start_in = layer_in
+    k, s, p = conv
+    n_out = math.floor((n_in - k + 2 * p) / s) + 1
+    actual_p = (n_out - 1) * s - n_in + k
+    p_left = math.floor(actual_p / 2)
+    return n_out, j_in * s, r_in + (k - 1) * j_in, start_in + ((k - 1) / 2 - p_left) * j_in

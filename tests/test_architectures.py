@@ -1,7 +1,5 @@
 """The papers' layer lists against torchvision's models and against seed 001's script."""
 
-import math
-
 import pytest
 import torchvision
 
@@ -11,27 +9,18 @@ from rfviz.architectures import (
     RESNET50,
     RESNET50_V15,
     VGG16,
+    article_step,
     field_rows,
     field_table,
 )
 from rfviz.tracing import receptive_field
 
 
-def seed_001_out_from_in(conv, layer_in):
-    """Seed 001's computeReceptiveField.py, ported to Python 3 unchanged in substance."""
-    n_in, j_in, r_in, start_in = layer_in
-    k, s, p = conv
-    n_out = math.floor((n_in - k + 2 * p) / s) + 1
-    actual_p = (n_out - 1) * s - n_in + k
-    p_left = math.floor(actual_p / 2)
-    return n_out, j_in * s, r_in + (k - 1) * j_in, start_in + ((k - 1) / 2 - p_left) * j_in
-
-
 def test_alexnet_table_matches_seed_001_script():
     layer = (227, 1, 1, 0.5)
     expected = []
     for spec in ALEXNET:
-        layer = seed_001_out_from_in((spec.kernel, spec.stride, spec.padding), layer)
+        layer = article_step((spec.kernel, spec.stride, spec.padding), layer)
         expected.append([spec.name, *map(str, layer[:3]), str(layer[3] - 0.5)])
     assert field_table(ALEXNET, 227).body == expected
 
