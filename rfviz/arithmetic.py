@@ -119,8 +119,8 @@ def pool_output_size(
     """Output length of ``MaxPool`` / ``AvgPool`` along one axis.
 
     As :func:`conv_output_size`, with pooling's two differences: ``stride`` defaults to
-    ``kernel``, and torch refuses ``padding`` larger than half the kernel (a window made
-    only of padding would have nothing to pool).
+    ``kernel``, and torch refuses ``padding`` larger than ``kernel // 2`` (its rule; with it,
+    at least half of every window holds real pixels, as lesson 01 checks).
 
     >>> pool_output_size(112, kernel=3, stride=2, padding=1)   # resnet's maxpool
     56
