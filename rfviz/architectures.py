@@ -24,7 +24,7 @@ from .table import Table
 __all__ = ["ALEXNET", "RESNET18", "RESNET50", "RESNET50_V15", "VGG16", "article_step",
            "field_rows", "field_table"]
 
-# Seed 001's list (Krizhevsky et al. 2012, as in the Caffe model), on a 227-pixel input; the
+# The Chinese tutorial's list (Krizhevsky et al. 2012, as in the Caffe model), on a 227-pixel input; the
 # fully connected layers as the equivalent convolutions.
 ALEXNET = (
     Layer(11, 4, 0, name="conv1"), Layer(3, 2, 0, op="maxpool", name="pool1"),
@@ -82,9 +82,9 @@ def field_rows(layers: Iterable[Layer], size: int):
 
 
 def field_table(layers: Iterable[Layer], size: int) -> Table:
-    """Seed 001's table: output length n, jump, field size rf, and start.
+    """The Chinese tutorial's table: output length n, jump, field size rf, and start.
 
-    ``start`` is the centre of unit 0's field in 0-based input pixels (seed 001's script
+    ``start`` is the centre of unit 0's field in 0-based input pixels (the tutorial's script
     starts at 0.5 instead, the centre of pixel 1 counted from the image's left edge: add 0.5).
     """
     rows = [[layer.name, n, field.stride, field.size, field.center(0)]

@@ -10,7 +10,7 @@ Convolutional Neural Networks", Distill 2019):
 Output unit ``i`` then sees input pixels ``i*stride - padding`` … ``i*stride - padding + size - 1``
 (0-based; negative indices and indices past the end fall in the padding).
 
->>> first = ReceptiveField().then(kernel=3, stride=2)     # seed 001's Filter 1
+>>> first = ReceptiveField().then(kernel=3, stride=2)     # the tutorial's Filter 1
 >>> first.span(0), first.span(1)                          # 1-based: [1 2 3] and [3 4 5]
 ((0, 2), (2, 4))
 >>> first.then(kernel=2)                                  # Filter 2: r = 3 + (2-1)*2

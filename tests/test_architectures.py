@@ -1,4 +1,4 @@
-"""The papers' layer lists against torchvision's models and against seed 001's script."""
+"""The papers' layer lists against torchvision's models and against the Chinese tutorial's script."""
 
 import pytest
 import torchvision
@@ -16,7 +16,7 @@ from rfviz.architectures import (
 from rfviz.tracing import receptive_field
 
 
-def test_alexnet_table_matches_seed_001_script():
+def test_alexnet_table_matches_the_tutorials_script():
     layer = (227, 1, 1, 0.5)
     expected = []
     for spec in ALEXNET:
@@ -51,8 +51,8 @@ def test_resnet50_v1_and_v15_differ_where_the_stride_sits():
     assert v1["conv2_3c"] == v15["conv2_3c"]  # no downsampling block yet
 
 
-def test_seed_000_cumulative_column_is_padding_plus_one():
-    # Seed 000's "RF cumulative" after conv2_x … conv5_x: 18, 46, 134, 214.
+def test_the_blog_posts_cumulative_column_is_padding_plus_one():
+    # The Japanese blog post's "RF cumulative" after conv2_x … conv5_x: 18, 46, 134, 214.
     fields = by_name(RESNET50_V15, 224)
     ends = ["conv2_3c", "conv3_4c", "conv4_6c", "conv5_3c"]
     assert [fields[name].padding + 1 for name in ends] == [18, 46, 134, 214]

@@ -15,14 +15,14 @@ def test_identity_field_sees_one_pixel():
     assert field.center(5) == 5
 
 
-def test_seed_001_two_filters():
+def test_the_tutorials_two_filters():
     # Filter 1: k=3, s=2 -> units see [0 1 2] and [2 3 4] (1-based: [1 2 3], [3 4 5]).
     # Filter 2: k=2, s=1 -> unit 0 sees their union [0 … 4]: 3 + (2-1)*2 = 5 pixels.
     first = ReceptiveField().then(3, stride=2)
     assert (first.span(0), first.span(1)) == ((0, 2), (2, 4))
     second = first.then(2)
     assert second.span(0) == (0, 4)
-    assert second.span(1) == (2, 6)  # seed 001: [3 4 5 6 7] in 1-based
+    assert second.span(1) == (2, 6)  # the tutorial: [3 4 5 6 7] in 1-based
     assert second.stride == 2
 
 

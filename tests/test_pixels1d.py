@@ -16,7 +16,7 @@ from rfviz.field import Layer, layer_sizes
 matplotlib.use("Agg")
 
 
-def test_seed_001_picture():
+def test_the_tutorials_picture():
     # k=3, s=2 over 7 pixels: unit 0 sees [0 1 2], unit 1 sees [2 3 4] (1-based [1 2 3], [3 4 5]).
     for unit, window in [(0, {0, 1, 2}), (1, {2, 3, 4})]:
         assert layout_pixels1d([(3, 2, 0)], 7, unit=unit).input_cells == window

@@ -94,7 +94,7 @@ def layout_pixels1d(layers: Sequence[Layer | tuple | dict], size: int,
     >>> diagram = layout_pixels1d([(3, 2, 0)], size=7, unit=1)
     >>> [row.size for row in diagram.rows]                # 7 pixels -> (7 - 3) // 2 + 1 = 3
     [7, 3]
-    >>> sorted(diagram.input_cells)                       # seed 001: 1-based [3 4 5]
+    >>> sorted(diagram.input_cells)                       # the tutorial's picture: 1-based [3 4 5]
     [2, 3, 4]
     """
     layers = [as_layer(layer) for layer in layers]
@@ -185,7 +185,7 @@ def draw_pixels1d(layers: Sequence[Layer | tuple | dict], size: int, unit: int |
     Without ``ax`` a new pyplot figure is made (a notebook shows it once the cell ends);
     with ``fig`` that figure is cleared, resized and reused (for widgets).
 
-    >>> fig = draw_pixels1d([(3, 2, 0), (2, 1, 0)], size=7, unit=0)   # seed 001
+    >>> fig = draw_pixels1d([(3, 2, 0), (2, 1, 0)], size=7, unit=0)   # the tutorial's
     >>> len(fig.axes)
     1
     """
