@@ -24,8 +24,8 @@ from .table import Table
 __all__ = ["ALEXNET", "RESNET18", "RESNET50", "RESNET50_V15", "VGG16", "article_step",
            "field_rows", "field_table"]
 
-# The Chinese tutorial's list (Krizhevsky et al. 2012, as in the Caffe model), on a 227-pixel input; the
-# fully connected layers as the equivalent convolutions.
+# The Chinese tutorial's list (Krizhevsky et al. 2012, as in the Caffe model), on a 227-pixel
+# input; the fully connected layers as the equivalent convolutions.
 ALEXNET = (
     Layer(11, 4, 0, name="conv1"), Layer(3, 2, 0, op="maxpool", name="pool1"),
     Layer(5, 1, 2, name="conv2"), Layer(3, 2, 0, op="maxpool", name="pool2"),

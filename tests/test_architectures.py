@@ -1,4 +1,4 @@
-"""The papers' layer lists against torchvision's models and against the Chinese tutorial's script."""
+"""The papers' layer lists against torchvision's models and the Chinese tutorial's script."""
 
 import pytest
 import torchvision
