@@ -104,15 +104,15 @@ def main() -> None:
     print(f"resnet50 up to layer3, {args.size}x{args.size} image, tiles of {args.tile} px, "
           f"float32, oneDNN {'on' if ONEDNN else 'off'}")
     print(f"max abs difference whole vs tiled: {difference:.3g}   (target 0)")
-    print(f"peak memory: whole {whole['peak_mb']:.0f} MB, tiled {tiled['peak_mb']:.0f} MB, "
+    print(f"peak memory: whole {whole['peak_mb']:.0f} MiB, tiled {tiled['peak_mb']:.0f} MiB, "
           f"ratio {tiled['peak_mb'] / whole['peak_mb']:.2f}   (target ≤ 0.35)")
     grown = {mode: r["peak_mb"] - r["baseline_mb"] for mode, r in results.items()}
-    print(f"  of which before inference (torch, model, image): {whole['baseline_mb']:.0f} MB; "
-          f"growth during inference: whole {grown['whole']:.0f} MB, tiled {grown['tiled']:.0f} "
-          f"MB, ratio {grown['tiled'] / grown['whole']:.2f}")
+    print(f"  of which before inference (torch, model, image): {whole['baseline_mb']:.0f} MiB; "
+          f"growth during inference: whole {grown['whole']:.0f} MiB, tiled {grown['tiled']:.0f} "
+          f"MiB, ratio {grown['tiled'] / grown['whole']:.2f}")
     print(f"  floor: no tiling can go below baseline / whole peak = "
           f"{whole['baseline_mb'] / whole['peak_mb']:.2f} here; `import torch` alone is "
-          f"{whole['torch_mb']:.0f} MB ({torch.__version__})")
+          f"{whole['torch_mb']:.0f} MiB ({torch.__version__})")
     print(f"wall time: whole {whole['seconds']:.1f} s, tiled {tiled['seconds']:.1f} s, "
           f"ratio {tiled['seconds'] / whole['seconds']:.2f}")
     print(f"theoretical redundancy (input pixels read / image pixels): {theory:.2f}; "
