@@ -8,6 +8,9 @@ drive the sliders exactly as a person does, without a browser.
 A combination torch would refuse never shows a traceback: pooling's padding range adapts
 to the kernel, and a layer that does not fit is named in one line under the sliders while
 the diagram shows the layers that do.
+
+:class:`ConvPanel` repeats one layer; :class:`StackPanel` gives each layer of a small stack
+its own kernel, stride and padding and reads out, layer by layer, how the field grows.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from PIL import Image
 from .arithmetic import explain_output_size
 from .draw.colours import PROBLEM_COLOR
 from .draw.overlay2d import draw_overlay2d, photograph
-from .draw.pixels1d import draw_pixels1d
-from .field import Layer, ReceptiveField
+from .draw.pixels1d import draw_pixels1d, layout_pixels1d
+from .field import Layer, ReceptiveField, layer_fields
 
-__all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "conv_panel"]
+__all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "StackPanel", "StackState",
+           "StackView", "conv_panel", "describe_stack"]
 
 OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool"}
 DPI = 100
@@ -238,8 +242,10 @@ def conv_panel(**values) -> ConvPanel:
     return ConvPanel(**values)
 
 
-def _line(text: str, color: str = "inherit") -> str:
-    return f'<div style="font-family: monospace; color: {color}">{text}</div>'
+def _line(text: str, color: str = "inherit", *, pre: bool = False) -> str:
+    """One line of the readout; ``pre`` keeps runs of spaces (aligned columns)."""
+    space = "; white-space: pre" if pre else ""
+    return f'<div style="font-family: monospace; color: {color}{space}">{text}</div>'
 
 
 def _encode(figure: Figure, kind: str) -> bytes:
@@ -351,3 +357,258 @@ class FigurePanel(_Panel):
 
     def __repr__(self) -> str:
         return f"FigurePanel({self.control.description or 'value'}={self.control.value!r})"
+
+
+# --- a stack of different layers ------------------------------------------------------------
+
+STACK_RANGES = {"size": (1, 48), "layers": (1, 4), "kernel": (1, 7), "stride": (1, 3),
+                "padding": (0, 3)}
+UNIT_MAX = STACK_RANGES["size"][1] - 1
+_SPEC = ("kernel", "stride", "padding")
+
+
+def _in_range(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}={value!r} is not an integer; valid: {low} ≤ {name} ≤ {high}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is out of range; valid: {low} ≤ {name} ≤ {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What a :class:`StackPanel`'s sliders say: the input length, one ``(kernel, stride,
+    padding)`` per layer (1 to 4 layers, first layer first) and the traced top unit.
+
+    Values outside the sliders' ranges raise a ValueError naming the value and the range:
+
+    >>> StackState(layers=[(3, 1, 0), (9, 1, 0)])
+    Traceback (most recent call last):
+    ...
+    ValueError: kernel of layer 2=9 is out of range; valid: 1 ≤ kernel of layer 2 ≤ 7
+    """
+
+    size: int = 16
+    layers: tuple[tuple[int, int, int], ...] = ((3, 1, 0), (3, 1, 0))
+    unit: int = 0
+
+    def __post_init__(self) -> None:
+        _in_range("size", self.size, *STACK_RANGES["size"])
+        _in_range("unit", self.unit, 0, UNIT_MAX)
+        layers = self.layers
+        if not isinstance(layers, tuple | list) or not (
+                STACK_RANGES["layers"][0] <= len(layers) <= STACK_RANGES["layers"][1]):
+            raise ValueError(f"layers={layers!r} must be a list of 1 to 4 (kernel, stride, "
+                             "padding) tuples")
+        specs = []
+        for number, spec in enumerate(layers, start=1):
+            if not isinstance(spec, tuple | list) or len(spec) != 3:
+                raise ValueError(f"layer {number}={spec!r} must be a (kernel, stride, padding) "
+                                 "tuple")
+            specs.append(tuple(_in_range(f"{name} of layer {number}", value, *STACK_RANGES[name])
+                               for name, value in zip(_SPEC, spec, strict=True)))
+        object.__setattr__(self, "layers", tuple(specs))
+
+    @property
+    def stack(self) -> tuple[Layer, ...]:
+        """The layers as :class:`~rfviz.field.Layer` objects (convolutions)."""
+        return tuple(Layer(*spec) for spec in self.layers)
+
+
+@dataclass(frozen=True)
+class StackView:
+    """What a :class:`StackPanel` shows for a state.
+
+    ``layers`` are the layers that fit (all of them unless ``problem`` says which does not);
+    ``sizes`` and ``fields`` hold the input's and each fitted layer's output length and field;
+    ``traced[r]`` the cells of row ``r`` (0: the input) that the traced top unit depends on,
+    padding cells included; ``lines`` the readout, a small table.
+    """
+
+    layers: tuple[Layer, ...]
+    sizes: tuple[int, ...]
+    fields: tuple[ReceptiveField, ...]
+    unit: int | None
+    traced: tuple[frozenset[int], ...]
+    lines: tuple[str, ...]
+    problem: str | None = None
+
+    @property
+    def seen(self) -> frozenset[int]:
+        """The real input pixels (no padding) the traced top unit depends on."""
+        return frozenset(i for i in self.traced[0] if 0 <= i < self.sizes[0])
+
+
+def _cells(cells: frozenset[int], size: int) -> str:
+    """``cells`` of a row of ``size`` as a short text: '2…6', '0…6 (3 of them: gaps)',
+    '0…3 + 1 padding', 'padding only'."""
+    real = sorted(i for i in cells if 0 <= i < size)
+    padding = len(cells) - len(real)
+    if not real:
+        return "padding only" if padding else "none"
+    text = str(real[0]) if len(real) == 1 else f"{real[0]}…{real[-1]}"
+    if len(real) != real[-1] - real[0] + 1:
+        text += f" ({len(real)} of them: gaps)"
+    if padding:
+        text += f" + {padding} padding"
+    return text
+
+
+def describe_stack(state: StackState) -> StackView:
+    """Work out, without drawing, what a :class:`StackPanel` shows for ``state`` (pure; never
+    raises): per layer the output length, the field's size, jump and effective padding, and
+    the cells the traced top unit depends on.
+
+    >>> view = describe_stack(StackState(size=15, layers=[(3, 2, 0), (2, 1, 0)], unit=1))
+    >>> print("\\n".join(view.lines))                 # the Chinese tutorial's two filters
+               k  s  p  length  field  jump  eff. padding  traced cells
+    input                   15      1     1             0  2…6
+    layer 1    3  2  0       7      3     2             0  1…2
+    layer 2    2  1  0       6      5     2             0  1
+    top unit 1 sees input pixels 2…6: its field spans 2…6 (5 px)
+    >>> describe_stack(StackState(size=4, layers=[(3, 1, 0), (3, 1, 0)])).problem
+    'layer 2 does not fit: kernel=3 spans 3 pixels but the padded input has only 2 \
+(size=2, padding=0); valid: kernel ≤ 2'
+    """
+    fitted, sizes, problem = [], [state.size], None
+    for number, layer in enumerate(state.stack, start=1):
+        try:
+            sizes.append(layer.output_size(sizes[-1]))
+        except ValueError as error:
+            problem = f"layer {number} does not fit: {error}"
+            break
+        fitted.append(layer)
+    fields = layer_fields(fitted)
+    unit = min(state.unit, sizes[-1] - 1) if fitted else None
+    traced = layout_pixels1d(fitted, state.size, unit).highlighted
+    lines = [f"{'':9} {'k':>2} {'s':>2} {'p':>2}  length  field  jump  eff. padding  traced cells"]
+    for r, (size, field) in enumerate(zip(sizes, fields, strict=True)):
+        if r == 0:
+            name, spec = "input", " " * 8
+        else:
+            layer = fitted[r - 1]
+            name, spec = f"layer {r}", f"{layer.kernel:>2} {layer.stride:>2} {layer.padding:>2}"
+        cells = _cells(traced[r], size) if unit is not None else ""
+        lines.append(f"{name:9} {spec}  {size:>6}  {field.size:>5}  {field.stride:>4}  "
+                     f"{field.padding:>12}  {cells}".rstrip())
+    if unit is not None:
+        low, high = fields[-1].span(unit)
+        lines.append(f"top unit {unit} sees input pixels {_cells(traced[0], state.size)}: "
+                     f"its field spans {low}…{high} ({fields[-1].size} px)")
+    return StackView(tuple(fitted), tuple(sizes), tuple(fields), unit, tuple(traced),
+                     tuple(lines), problem)
+
+
+class StackPanel(_Panel):
+    """Sliders for a stack of 1 to 4 convolutions, each with its own kernel, stride and
+    padding, over the stacked diagram; the readout follows the field layer by layer.
+
+    ``layers`` is a list of ``(kernel, stride, padding)`` tuples, first layer first; ``unit``
+    is the top unit whose field is traced. A layer that does not fit is named in one line
+    and the diagram shows the layers below it.
+
+    >>> panel = StackPanel(size=15, layers=[(3, 2, 0), (2, 1, 0)])
+    >>> panel.sliders["kernel 2"].value = 4          # as a person moving the slider would
+    >>> panel.view.fields[-1].size                   # 3 + (4 - 1)·2
+    9
+    """
+
+    def __init__(self, *, size: int = 16, layers=((3, 1, 0), (3, 1, 0)), unit: int = 0,
+                 index_base: int = 0) -> None:
+        state = StackState(size, layers, unit)
+        self.index_base = index_base
+        self._figure = _canvas_figure()
+        style = {"description_width": "4.5em"}
+
+        def slider(value: int, low: int, high: int, description: str,
+                   width: str = "15em") -> widgets.IntSlider:
+            return widgets.IntSlider(value=value, min=low, max=high, description=description,
+                                     style=style, layout=widgets.Layout(width=width),
+                                     continuous_update=True)
+
+        self.sliders = {
+            "layers": slider(len(state.layers), *STACK_RANGES["layers"], "layers"),
+            "size": slider(state.size, *STACK_RANGES["size"], "input size", "20em"),
+            "unit": slider(state.unit, 0, UNIT_MAX, "top unit", "20em"),
+        }
+        self.rows = []
+        for number in range(1, STACK_RANGES["layers"][1] + 1):
+            spec = state.layers[number - 1] if number <= len(state.layers) else (3, 1, 0)
+            for name, value in zip(_SPEC, spec, strict=True):
+                self.sliders[f"{name} {number}"] = slider(value, *STACK_RANGES[name], name)
+            label = widgets.Label(f"layer {number}", layout=widgets.Layout(width="4.5em"))
+            self.rows.append(widgets.HBox(
+                [label, *(self.sliders[f"{name} {number}"] for name in _SPEC)]))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.readout = widgets.HTML()
+        top = widgets.HBox([self.sliders[n] for n in ("layers", "size", "unit")])
+        self.widget = widgets.VBox([top, *self.rows, self.readout, self.image])
+        self.view: StackView | None = None
+        self._updating = False
+        for control in self.sliders.values():
+            control.observe(self.update, names="value")
+        self.update()
+
+    @property
+    def state(self) -> StackState:
+        count = self.sliders["layers"].value
+        layers = tuple(tuple(self.sliders[f"{name} {number}"].value for name in _SPEC)
+                       for number in range(1, count + 1))
+        return StackState(self.sliders["size"].value, layers, self.sliders["unit"].value)
+
+    def set(self, *, size: int | None = None, layers=None, unit: int | None = None) -> StackView:
+        """Move several controls at once (one redraw), e.g. ``panel.set(layers=[(3, 2, 1)])``.
+
+        Values outside the sliders' ranges raise a ValueError naming them (a slider would
+        silently clamp them)."""
+        current = self.state
+        wanted = StackState(current.size if size is None else size,
+                            current.layers if layers is None else layers,
+                            current.unit if unit is None else unit)
+        self._updating = True
+        try:
+            self.sliders["unit"].max = UNIT_MAX  # the real range is known only after the rest
+            self.sliders["size"].value = wanted.size
+            self.sliders["layers"].value = len(wanted.layers)
+            for number, spec in enumerate(wanted.layers, start=1):
+                for name, value in zip(_SPEC, spec, strict=True):
+                    self.sliders[f"{name} {number}"].value = value
+            self.sliders["unit"].value = wanted.unit
+        finally:
+            self._updating = False
+        self.update()
+        return self.view
+
+    def update(self, change=None) -> None:
+        """Show the rows of the layers in use, then redraw; a failure shows as one line."""
+        if self._updating:
+            return
+        self._updating = True
+        try:
+            count = self.sliders["layers"].value
+            for number, row in enumerate(self.rows, start=1):
+                row.layout.display = None if number <= count else "none"
+                for name in _SPEC:
+                    self.sliders[f"{name} {number}"].disabled = number > count
+            self.view = describe_stack(self.state)
+            self._show(self.view)
+        except Exception as error:  # a widget must never show a traceback
+            self.readout.value = _failure(error)
+        finally:
+            self._updating = False
+
+    def _show(self, view: StackView) -> None:
+        unit = self.sliders["unit"]
+        unit.max = max(view.sizes[-1] - 1, 0)
+        unit.disabled = view.unit is None
+        lines = [_line(html.escape(text), pre=True) for text in view.lines]
+        if view.problem:
+            lines.append(_line(html.escape(view.problem), PROBLEM_COLOR))
+        self.readout.value = "".join(lines)
+        draw_pixels1d(view.layers, view.sizes[0], unit=view.unit, fig=self._figure,
+                      index_base=self.index_base)
+        self.image.value = _encode(self._figure, "png")
+
+    def __repr__(self) -> str:
+        state = self.state
+        return f"StackPanel(size={state.size}, layers={list(state.layers)}, unit={state.unit})"
