@@ -15,6 +15,7 @@ its own kernel, stride and padding and reads out, layer by layer, how the field 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 from dataclasses import dataclass, replace
@@ -104,12 +105,37 @@ def describe(state: PanelState) -> PanelView:
 
 class _Panel:
     """Shown in a notebook as its widget, with ``repr`` as the plain-text form (what nbval
-    compares, instead of a widget's random id)."""
+    compares, instead of a widget's random id). Every control calls :meth:`update`, which
+    redraws (``_redraw``) unless controls are being moved together (:meth:`_quiet`), and shows
+    a failure as one line in ``readout``: a widget never shows a traceback."""
 
     widget: widgets.Widget
+    readout: widgets.HTML
+    _updating = False
 
     def _repr_mimebundle_(self, **kwargs):
         return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": repr(self)}
+
+    @contextlib.contextmanager
+    def _quiet(self):
+        """Move several controls with no redraw per change (one :meth:`update` after)."""
+        self._updating = True
+        try:
+            yield
+        finally:
+            self._updating = False
+
+    def update(self, change=None) -> None:
+        if self._updating:
+            return
+        with self._quiet():
+            try:
+                self._redraw(change)
+            except Exception as error:  # a widget must never show a traceback
+                self.readout.value = _failure(error)
+
+    def _redraw(self, change) -> None:
+        raise NotImplementedError
 
 
 def _canvas_figure(**kwargs) -> Figure:
@@ -169,7 +195,6 @@ class ConvPanel(_Panel):
         self.widget = widgets.VBox([self.op, widgets.HBox([left, right]), self.readout,
                                     self.image])
         self.view: PanelView | None = None
-        self._updating = False
         for control in [*self.sliders.values(), self.op, self.ceil_mode]:
             control.observe(self.update, names="value")
         self.update()
@@ -185,30 +210,18 @@ class ConvPanel(_Panel):
         if unknown:
             raise ValueError(f"unknown control(s) {sorted(unknown)}; valid: "
                              f"{', '.join(PanelState.__dataclass_fields__)}")
-        self._updating = True
-        try:
+        with self._quiet():
             self.sliders["unit"].max = 63  # the unit's real range is known only after the rest
             for name, value in values.items():
                 control = {"op": self.op, "ceil_mode": self.ceil_mode}.get(name)
                 (control or self.sliders[name]).value = value
-        finally:
-            self._updating = False
         self.update()
         return self.view
 
-    def update(self, change=None) -> None:
-        """Adapt the ranges to the state, then redraw; a failure shows as one line."""
-        if self._updating:
-            return
-        self._updating = True
-        try:
-            state = self._adapt_ranges(self.state)
-            self.view = describe(state)
-            self._show(self.view)
-        except Exception as error:  # a widget must never show a traceback
-            self.readout.value = _failure(error)
-        finally:
-            self._updating = False
+    def _redraw(self, change) -> None:
+        """Adapt the ranges to the state, then redraw."""
+        self.view = describe(self._adapt_ranges(self.state))
+        self._show(self.view)
 
     def _adapt_ranges(self, state: PanelState) -> PanelState:
         pooling = state.op != "conv"
@@ -285,7 +298,6 @@ class OverlayPanel(_Panel):
         self.readout = widgets.HTML()
         self.widget = widgets.VBox([self.layer, widgets.HBox([self.unit_h, self.unit_w]),
                                     self.readout, self.picture])
-        self._updating = False
         self._adapt(center=True)
         if unit is not None:
             self.unit_h.value, self.unit_w.value = unit
@@ -302,24 +314,16 @@ class OverlayPanel(_Panel):
             slider.max = n - 1
             slider.value = (n - 1) // 2 if center else min(int(fraction * n), n - 1)
 
-    def update(self, change=None) -> None:
-        if self._updating:
-            return
-        self._updating = True
-        try:
-            if change is not None and change["owner"] is self.layer:
-                self._adapt(center=False)
-            row = self.rows[self.layer.value]
-            self._figure.clear()
-            draw_overlay2d(self.image, row.field, unit=(self.unit_h.value, self.unit_w.value),
-                           ax=self._figure.add_subplot(), grid=row.shape[-2:])
-            self.readout.value = _line(html.escape(
-                f"{row.name}: output {'×'.join(map(str, row.shape))}, field {row.field}"))
-            self.picture.value = _encode(self._figure, "jpeg")  # a photograph: JPEG is 10x smaller
-        except Exception as error:  # a widget must never show a traceback
-            self.readout.value = _failure(error)
-        finally:
-            self._updating = False
+    def _redraw(self, change) -> None:
+        if change is not None and change["owner"] is self.layer:
+            self._adapt(center=False)
+        row = self.rows[self.layer.value]
+        self._figure.clear()
+        draw_overlay2d(self.image, row.field, unit=(self.unit_h.value, self.unit_w.value),
+                       ax=self._figure.add_subplot(), grid=row.shape[-2:])
+        self.readout.value = _line(html.escape(
+            f"{row.name}: output {'×'.join(map(str, row.shape))}, field {row.field}"))
+        self.picture.value = _encode(self._figure, "jpeg")  # a photograph: JPEG is 10x smaller
 
     def __repr__(self) -> str:
         return (f"OverlayPanel(layer={self.layer.value!r}, "
@@ -346,14 +350,11 @@ class FigurePanel(_Panel):
         control.observe(self.update, names="value")
         self.update()
 
-    def update(self, change=None) -> None:
-        try:
-            self.fig.clear()
-            self.draw(self.fig, self.control.value)
-            self.picture.value = _encode(self.fig, self.kind)
-            self.readout.value = ""
-        except Exception as error:  # a widget must never show a traceback
-            self.readout.value = _failure(error)
+    def _redraw(self, change) -> None:
+        self.fig.clear()
+        self.draw(self.fig, self.control.value)
+        self.picture.value = _encode(self.fig, self.kind)
+        self.readout.value = ""
 
     def __repr__(self) -> str:
         return f"FigurePanel({self.control.description or 'value'}={self.control.value!r})"
@@ -544,7 +545,6 @@ class StackPanel(_Panel):
         top = widgets.HBox([self.sliders[n] for n in ("layers", "size", "unit")])
         self.widget = widgets.VBox([top, *self.rows, self.readout, self.image])
         self.view: StackView | None = None
-        self._updating = False
         for control in self.sliders.values():
             control.observe(self.update, names="value")
         self.update()
@@ -565,8 +565,7 @@ class StackPanel(_Panel):
         wanted = StackState(current.size if size is None else size,
                             current.layers if layers is None else layers,
                             current.unit if unit is None else unit)
-        self._updating = True
-        try:
+        with self._quiet():
             self.sliders["unit"].max = UNIT_MAX  # the real range is known only after the rest
             self.sliders["size"].value = wanted.size
             self.sliders["layers"].value = len(wanted.layers)
@@ -574,28 +573,18 @@ class StackPanel(_Panel):
                 for name, value in zip(_SPEC, spec, strict=True):
                     self.sliders[f"{name} {number}"].value = value
             self.sliders["unit"].value = wanted.unit
-        finally:
-            self._updating = False
         self.update()
         return self.view
 
-    def update(self, change=None) -> None:
-        """Show the rows of the layers in use, then redraw; a failure shows as one line."""
-        if self._updating:
-            return
-        self._updating = True
-        try:
-            count = self.sliders["layers"].value
-            for number, row in enumerate(self.rows, start=1):
-                row.layout.display = None if number <= count else "none"
-                for name in _SPEC:
-                    self.sliders[f"{name} {number}"].disabled = number > count
-            self.view = describe_stack(self.state)
-            self._show(self.view)
-        except Exception as error:  # a widget must never show a traceback
-            self.readout.value = _failure(error)
-        finally:
-            self._updating = False
+    def _redraw(self, change) -> None:
+        """Show the rows of the layers in use, then redraw."""
+        count = self.sliders["layers"].value
+        for number, row in enumerate(self.rows, start=1):
+            row.layout.display = None if number <= count else "none"
+            for name in _SPEC:
+                self.sliders[f"{name} {number}"].disabled = number > count
+        self.view = describe_stack(self.state)
+        self._show(self.view)
 
     def _show(self, view: StackView) -> None:
         unit = self.sliders["unit"]

@@ -75,7 +75,7 @@ def test_a_precomputed_whole_gives_the_same_map():
 def test_a_zero_feature_map_gives_absolute_errors():
     zero = nn.Conv2d(1, 1, 3, padding=1, bias=False).double()
     nn.init.zeros_(zero.weight)
-    assert split_error_map(zero, image(), 8, 0, 0, stride=1).max() == 0
+    assert split_error_map(zero, image(), 8, 0, 0, stride=1).max() <= ROUND_OFF  # not NaN
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
