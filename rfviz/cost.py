@@ -66,12 +66,17 @@ def multiply_adds(model: nn.Module, x: torch.Tensor) -> int:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x={shape} is not a batch; valid: a tensor (N, C, ...) with N ≥ 1, "
                          f"e.g. torch.zeros(1, 3, 224, 224)")
-    skipped = sorted({type(m).__name__ for m in model.modules() if isinstance(m, NOT_COUNTED)})
+    skipped = sorted({type(m).__name__ for m in model.modules() if isinstance(m, NOT_COUNTED)
+                      or _has_own_weights(m) and not isinstance(m, COUNTED + CHEAP)})
     if skipped:
         warnings.warn(f"multiply_adds does not count {', '.join(skipped)}", stacklevel=2)
     counts: list[int] = []
 
     def count(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        if isinstance(module, CONVOLUTIONS) and output.dim() != len(module.kernel_size) + 2:
+            raise ValueError(f"x has no batch axis at {type(module).__name__} (its output has "
+                             f"shape {tuple(output.shape)}); valid: x of shape (N, C, ...), "
+                             "e.g. x.unsqueeze(0)")
         counts.append(output[0].numel() * module.weight[0].numel())
 
     flags = {m: m.training for m in model.modules()}
@@ -85,3 +90,11 @@ def multiply_adds(model: nn.Module, x: torch.Tensor) -> int:
         for m, training in flags.items():
             m.training = training
     return sum(counts)
+
+
+CHEAP = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.Embedding)
+
+
+def _has_own_weights(module: nn.Module) -> bool:
+    """Parameters of its own (not only its children's): work the hooks may not see."""
+    return any(True for _ in module.parameters(recurse=False))

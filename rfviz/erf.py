@@ -73,8 +73,9 @@ def mass_box(erf, fraction: float) -> tuple[int, int, int]:
 @dataclass(frozen=True)
 class ErfStats:
     """What lesson 6's tables show of one map, along the rows (in pixels): the standard
-    deviation, how many rows the gradient reaches at all, and the widths of the smallest
-    centred squares holding 50% and 90% of its mass."""
+    deviation, ``support`` = first to last row with a nonzero gradient (rows between may be
+    zero: a dilated network skips some), and the widths of the smallest centred squares holding
+    50% and 90% of its mass."""
 
     std: float
     support: int
@@ -124,7 +125,9 @@ def conv_stack(n: int, channels: int = 1, uniform: bool = True, seed: int = 0) -
 def stack_erf(n: int, size: int | None = None, *, samples: int = 2, **stack) -> np.ndarray:
     """The effective receptive field of the centre unit of :func:`conv_stack` ``(n, **stack)``
     on a ``size`` × ``size`` input (default ``2n + 11``: the field, 2n + 1 pixels, and 5 pixels
-    around it), averaged over ``samples`` random inputs.
+    around it), averaged over ``samples`` random inputs (a stack of convolutions alone is
+    linear: its gradient is the same for every input, so ``samples`` only matters once the
+    stack has non-linear layers).
 
     >>> stack_erf(1)[5:8, 5:8].round(3)                      # one layer: 9 pixels, 1/9 each
     array([[0.111, 0.111, 0.111],

@@ -29,6 +29,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .arithmetic import _check_int
+
 __all__ = ["split_error_map"]
 
 
@@ -47,8 +49,10 @@ def split_error_map(features: Callable[[torch.Tensor], torch.Tensor], image: tor
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image must have shape (1, C, H, W), got shape {tuple(image.shape)}")
     height = image.shape[2]
-    if not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride={stride!r} is out of range: valid a whole number ≥ 1")
+    stride = _check_int("stride", stride, 1)
+    cut, margin_top, margin_bottom = (_check_int(name, value, None) for name, value in
+                                      [("cut", cut), ("margin_top", margin_top),
+                                       ("margin_bottom", margin_bottom)])
     if cut % stride or not 0 < cut < height:
         raise ValueError(f"cut={cut} is out of range: valid a multiple of stride={stride} "
                          f"strictly between 0 and the image's height, {height}")
@@ -70,8 +74,6 @@ def split_error_map(features: Callable[[torch.Tensor], torch.Tensor], image: tor
                              f"image's {tuple(whole.shape)}: is stride={stride} the features' "
                              f"stride, and margin_top={margin_top} enough for "
                              f"{cut // stride} feature rows?")
-        scale = whole.abs().max()
         errors = (stitched - whole).abs().amax(dim=1)[0]
-        if scale > 0:
-            errors = errors / scale
-    return errors.numpy()
+        scale = float(whole.abs().max())
+    return (errors / scale if scale else errors).numpy()

@@ -90,6 +90,25 @@ def test_hooks_and_flags_are_restored_when_the_forward_pass_fails():
     assert all(not m._forward_hooks for m in model.modules())
 
 
+def test_an_unbatched_input_is_refused_not_miscounted():
+    with pytest.raises(ValueError, match=r"x has no batch axis at Conv2d .* x.unsqueeze\(0\)"):
+        multiply_adds(nn.Conv2d(3, 8, 3), torch.zeros(3, 8, 8))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)  # calls no Linear
+
+    def forward(self, x):
+        return self.attention(x, x, x)[0]
+
+
+def test_layers_with_weights_it_cannot_see_are_named():
+    with pytest.warns(UserWarning, match="does not count MultiheadAttention"):
+        multiply_adds(SelfAttention(), torch.zeros(1, 4, 8))
+
+
 def test_transposed_convolutions_are_named_as_not_counted():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ConvTranspose2d(2, 1, 3))
     with pytest.warns(UserWarning, match="does not count ConvTranspose2d"):

@@ -211,7 +211,11 @@ def test_300_random_stacks_never_raise_and_agree_with_torch():
         assert_stack_view_is_right(state, view)
         if view.layers:  # the pixels the readout traces are those torch's gradient reaches
             stack = torch_stack_1d(list(view.layers))
-            assert view.seen == gradient_support(stack, state.size, view.unit), state
+            seen = gradient_support(stack, state.size, view.unit)
+            assert view.seen == seen, state
+            low, high = view.fields[-1].span(view.unit)  # the field, by torch, where it fits
+            if seen and low >= 0 and high < state.size and not view.problem:
+                assert (min(seen), max(seen)) == (low, high), state
 
 
 def test_random_stacks_through_the_real_panel():

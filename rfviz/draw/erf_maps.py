@@ -38,12 +38,12 @@ def _units(unit, labels) -> dict:
             raise ValueError(f"unit must name the same panels as maps, {sorted(labels)}; "
                              f"got {sorted(unit)}")
         return {label: tuple(unit[label]) for label in labels}
-    if len(unit) != 2:
+    if not isinstance(unit, tuple | list) or len(unit) != 2:
         raise ValueError(f"unit={unit!r} must be a (row, column) pair or a dict of them")
     return dict.fromkeys(labels, tuple(unit))
 
 
-def draw_erf_maps(maps: Mapping[str, np.ndarray], fields: Mapping, unit=(0, 0), fig=None):
+def draw_erf_maps(maps: Mapping[str, np.ndarray], fields: Mapping, unit, fig=None):
     """One panel per ERF map (e.g. :func:`rfviz.probe.effective_field`), ``label -> (H, W)``
     array, with the theoretical receptive field of output ``unit`` drawn as a box.
 
@@ -75,6 +75,9 @@ def draw_erf_maps(maps: Mapping[str, np.ndarray], fields: Mapping, unit=(0, 0), 
         row, col = units[label]
         (top, bottom), (left, right) = field_h.span(row), field_w.span(col)
         image = ax.imshow(values, cmap=HEAT_COLORMAP, norm=norm, interpolation="nearest")
+        height, width = values.shape  # show the whole box, also where it leaves the map
+        ax.set_xlim(min(-0.5, left - 1.5), max(width - 0.5, right + 1.5))
+        ax.set_ylim(max(height - 0.5, bottom + 1.5), min(-0.5, top - 1.5))
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1,
                                facecolor="none", edgecolor=PALETTE["field"], linewidth=2,
                                path_effects=[patheffects.withStroke(linewidth=3,
@@ -82,6 +85,6 @@ def draw_erf_maps(maps: Mapping[str, np.ndarray], fields: Mapping, unit=(0, 0), 
         ax.set_title(f"{label}: field {field_h.size}×{field_w.size} px", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(image, ax=list(axes), label="share of the gradient\n(each map sums to 1)",
+    fig.colorbar(image, ax=list(axes), label="share of the gradient",
                  shrink=0.9)
     return fig
