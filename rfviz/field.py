@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .arithmetic import _check_int, conv_output_size, effective_kernel, pool_output_size
 
-__all__ = ["CannotFollow", "Field", "FieldError", "Layer", "ReceptiveField", "layer_fields",
-           "layer_sizes"]
+__all__ = ["CannotFollow", "Field", "FieldError", "Fit", "Layer", "ReceptiveField",
+           "fit_layers", "layer_fields", "layer_sizes"]
 
 OPS = ("conv", "maxpool", "avgpool")
 
@@ -113,6 +114,31 @@ def as_layer(spec: Layer | tuple | dict) -> Layer:
         return Layer(*spec)
     raise TypeError(f"a layer must be a Layer, a (kernel, stride, padding) tuple or a dict, "
                     f"got {spec!r}")
+
+
+class Fit(NamedTuple):
+    """The layers of a stack that fit its input, their lengths, and why the next does not."""
+
+    layers: tuple[Layer, ...]
+    sizes: tuple[int, ...]  # the input's and after each fitted layer
+    problem: str | None  # "layer N does not fit: …", or None
+
+
+def fit_layers(layers: Iterable[Layer | tuple | dict], size: int) -> Fit:
+    """Stack ``layers`` on ``size`` pixels until one does not fit; never raises for that.
+
+    >>> fit_layers([(3, 1, 0), (3, 1, 0)], 4)
+    Fit(layers=(Layer(kernel=3),), sizes=(4, 2), problem='layer 2 does not fit: kernel=3 spans \
+3 pixels but the padded input has only 2 (size=2, padding=0); valid: kernel ≤ 2')
+    """
+    fitted, sizes = [], [size]
+    for number, layer in enumerate(map(as_layer, layers), start=1):
+        try:
+            sizes.append(layer.output_size(sizes[-1]))
+        except ValueError as error:
+            return Fit(tuple(fitted), tuple(sizes), f"layer {number} does not fit: {error}")
+        fitted.append(layer)
+    return Fit(tuple(fitted), tuple(sizes), None)
 
 
 def layer_sizes(layers: Iterable[Layer | tuple | dict], size: int) -> list[int]:

@@ -2,7 +2,7 @@
 
 The panel draws into one persistent, pyplot-free matplotlib figure and shows it as a PNG in
 an ``ipywidgets.Image``: no flicker, no duplicated figures, and the image scales down to
-the notebook's width. Every change goes through :meth:`ConvPanel.update`, so tests can
+the notebook's width. Every change goes through the panel's ``update``, so tests can
 drive the sliders exactly as a person does, without a browser.
 
 A combination torch would refuse never shows a traceback: pooling's padding range adapts
@@ -29,7 +29,7 @@ from .arithmetic import explain_output_size
 from .draw.colours import PROBLEM_COLOR
 from .draw.overlay2d import draw_overlay2d, photograph
 from .draw.pixels1d import draw_pixels1d, layout_pixels1d
-from .field import Layer, ReceptiveField, layer_fields
+from .field import Layer, ReceptiveField, fit_layers, layer_fields
 
 __all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "StackPanel", "StackState",
            "StackView", "conv_panel", "describe_stack"]
@@ -80,14 +80,7 @@ def describe(state: PanelState) -> PanelView:
 (size=1, padding=0); valid: kernel ≤ 1'
     """
     layer = state.layer
-    fitted, sizes, problem = [], [state.size], None
-    for number in range(1, state.layers + 1):
-        try:
-            sizes.append(layer.output_size(sizes[-1]))
-        except ValueError as error:
-            problem = f"layer {number} does not fit: {error}"
-            break
-        fitted.append(layer)
+    fitted, sizes, problem = fit_layers([layer] * state.layers, state.size)
     if not fitted:
         return PanelView((), tuple(sizes), None, (), problem)
     first = explain_output_size(state.size, layer.kernel, layer.stride, layer.padding,
@@ -138,6 +131,24 @@ class _Panel:
         raise NotImplementedError
 
 
+class _DiagramPanel(_Panel):
+    """A panel of sliders over a stacked 1D diagram: readout lines, then the picture."""
+
+    _preformatted = False  # readout lines in a fixed-width font (a table)
+
+    def _show(self, view) -> None:
+        unit = self.sliders["unit"]
+        unit.max = max(view.sizes[-1] - 1, 0)
+        unit.disabled = view.unit is None
+        lines = [_line(html.escape(text), pre=self._preformatted) for text in view.lines]
+        if view.problem:
+            lines.append(_line(html.escape(view.problem), PROBLEM_COLOR))
+        self.readout.value = "".join(lines)
+        draw_pixels1d(view.layers, view.sizes[0], unit=view.unit, fig=self._figure,
+                      index_base=self.index_base)
+        self.image.value = _encode(self._figure, "png")
+
+
 def _canvas_figure(**kwargs) -> Figure:
     """A pyplot-free figure with its own Agg canvas (drawn to bytes, never to a window)."""
     figure = Figure(dpi=DPI, **kwargs)
@@ -150,7 +161,7 @@ def _failure(error: Exception) -> str:
     return _line(f"unexpected error ({type(error).__name__}: {error})", PROBLEM_COLOR)
 
 
-class ConvPanel(_Panel):
+class ConvPanel(_DiagramPanel):
     """Sliders for kernel, stride, padding, dilation and input size over a stacked diagram.
 
     ``layers`` repeats the same layer, to watch fields grow; ``unit`` picks the top unit
@@ -233,18 +244,6 @@ class ConvPanel(_Panel):
         if dilation.disabled:
             dilation.value = 1
         return replace(self.state, ceil_mode=self.ceil_mode.value and pooling)
-
-    def _show(self, view: PanelView) -> None:
-        unit = self.sliders["unit"]
-        unit.max = max(view.sizes[len(view.layers)] - 1, 0)
-        unit.disabled = view.unit is None
-        lines = [_line(html.escape(text)) for text in view.lines]
-        if view.problem:
-            lines.append(_line(html.escape(view.problem), PROBLEM_COLOR))
-        self.readout.value = "".join(lines)
-        draw_pixels1d(view.layers, view.sizes[0], unit=view.unit, fig=self._figure,
-                      index_base=self.index_base)
-        self.image.value = _encode(self._figure, "png")
 
     def __repr__(self) -> str:
         return f"ConvPanel({self.state})"
@@ -471,14 +470,7 @@ def describe_stack(state: StackState) -> StackView:
     'layer 2 does not fit: kernel=3 spans 3 pixels but the padded input has only 2 \
 (size=2, padding=0); valid: kernel ≤ 2'
     """
-    fitted, sizes, problem = [], [state.size], None
-    for number, layer in enumerate(state.stack, start=1):
-        try:
-            sizes.append(layer.output_size(sizes[-1]))
-        except ValueError as error:
-            problem = f"layer {number} does not fit: {error}"
-            break
-        fitted.append(layer)
+    fitted, sizes, problem = fit_layers(state.stack, state.size)
     fields = layer_fields(fitted)
     unit = min(state.unit, sizes[-1] - 1) if fitted else None
     traced = layout_pixels1d(fitted, state.size, unit).highlighted
@@ -500,7 +492,7 @@ def describe_stack(state: StackState) -> StackView:
                      tuple(lines), problem)
 
 
-class StackPanel(_Panel):
+class StackPanel(_DiagramPanel):
     """Sliders for a stack of 1 to 4 convolutions, each with its own kernel, stride and
     padding, over the stacked diagram; the readout follows the field layer by layer.
 
@@ -513,6 +505,8 @@ class StackPanel(_Panel):
     >>> panel.view.fields[-1].size                   # 3 + (4 - 1)·2
     9
     """
+
+    _preformatted = True
 
     def __init__(self, *, size: int = 16, layers=((3, 1, 0), (3, 1, 0)), unit: int = 0,
                  index_base: int = 0) -> None:
@@ -585,18 +579,6 @@ class StackPanel(_Panel):
                 self.sliders[f"{name} {number}"].disabled = number > count
         self.view = describe_stack(self.state)
         self._show(self.view)
-
-    def _show(self, view: StackView) -> None:
-        unit = self.sliders["unit"]
-        unit.max = max(view.sizes[-1] - 1, 0)
-        unit.disabled = view.unit is None
-        lines = [_line(html.escape(text), pre=True) for text in view.lines]
-        if view.problem:
-            lines.append(_line(html.escape(view.problem), PROBLEM_COLOR))
-        self.readout.value = "".join(lines)
-        draw_pixels1d(view.layers, view.sizes[0], unit=view.unit, fig=self._figure,
-                      index_base=self.index_base)
-        self.image.value = _encode(self._figure, "png")
 
     def __repr__(self) -> str:
         state = self.state
