@@ -14,6 +14,19 @@ from rfviz.widgets import ConvPanel, PanelState, StackPanel, StackState, describ
 OPS = ["conv", "maxpool", "avgpool"]
 
 
+def lengths_through(modules, size: int) -> list[int] | None:
+    """Lengths of a 1-channel signal through ``modules``, by torch; None where torch refuses."""
+    x, sizes = torch.zeros(1, 1, size, dtype=torch.float64), [size]
+    with torch.no_grad():
+        for module in modules:
+            try:
+                x = module.double()(x)
+            except RuntimeError:
+                return None
+            sizes.append(x.shape[-1])
+    return sizes
+
+
 def torch_sizes(state: PanelState) -> list[int] | None:
     """Sizes through `state.layers` copies of the layer, by torch; None where torch refuses."""
     if state.op == "conv":
@@ -23,15 +36,7 @@ def torch_sizes(state: PanelState) -> list[int] | None:
                               ceil_mode=state.ceil_mode)
     else:
         module = nn.AvgPool1d(state.kernel, state.stride, state.padding, ceil_mode=state.ceil_mode)
-    x, sizes = torch.zeros(1, 1, state.size), [state.size]
-    with torch.no_grad():
-        for _ in range(state.layers):
-            try:
-                x = module(x)
-            except RuntimeError:
-                return None
-            sizes.append(x.shape[-1])
-    return sizes
+    return lengths_through([module] * state.layers, state.size)
 
 
 def assert_panel_is_sane(panel: ConvPanel) -> None:
@@ -167,15 +172,7 @@ def random_stack_state(rng: random.Random) -> StackState:
 
 def torch_stack_sizes(layers, size: int) -> list[int] | None:
     """Lengths through the stack, by torch; None where torch refuses a layer."""
-    x, sizes = torch.zeros(1, 1, size, dtype=torch.float64), [size]
-    with torch.no_grad():
-        for module in torch_stack_1d(list(layers)):
-            try:
-                x = module(x)
-            except RuntimeError:
-                return None
-            sizes.append(x.shape[-1])
-    return sizes
+    return lengths_through(torch_stack_1d(list(layers)), size)
 
 
 def assert_stack_view_is_right(state: StackState, view) -> None:
