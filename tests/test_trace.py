@@ -439,3 +439,38 @@ def test_vision_transformer_patch_field_then_global():
         table = trace(vit)
     assert str(table["conv_proj"].field) == "16 px, jump 16, padding 0"
     assert table.rows[-1].field.is_global
+
+
+# --- padding ops: a constant pad shifts every unit; a copying pad is refused ---------------
+
+
+class PadThenConv(nn.Module):
+    """conv 5 (padding 4) -> F.pad(amounts) -> conv 3: F.pad may crop (negative amounts)."""
+
+    def __init__(self, amounts):
+        super().__init__()
+        self.amounts = amounts
+        self.a, self.b = nn.Conv2d(1, 3, 5, padding=4), nn.Conv2d(3, 2, 3, stride=2)
+
+    def forward(self, x):
+        return self.b(torch.nn.functional.pad(self.a(x), self.amounts))
+
+
+@pytest.mark.parametrize("net", [
+    nn.Sequential(nn.ZeroPad2d((1, 2, 3, 0)), conv(3, c_in=1), conv(3, 2)),
+    nn.Sequential(nn.ConstantPad2d((0, 0, 2, 1), 0.5), conv(3, c_in=1), nn.MaxPool2d(2)),
+    PadThenConv((2, 0, 1, 3)), PadThenConv((-2, -1, -3, 0)), PadThenConv((1, 1)),
+], ids=["ZeroPad2d", "ConstantPad2d", "F.pad", "F.pad crop", "F.pad W only"])
+def test_constant_padding_shifts_the_field_as_the_gradient_says(net):
+    from rfviz.probe import measured_field
+
+    torch.manual_seed(0)
+    measured = measured_field(net.double(), None, (40, 36))
+    assert not any(measured.clipped)
+    assert receptive_field(net, None, (40, 36)) == measured.field
+
+
+def test_padding_that_copies_pixels_is_not_followed():
+    net = nn.Sequential(nn.ReflectionPad2d(2), conv(3, c_in=1))
+    with pytest.warns(RfvizWarning, match=r"cannot follow ReflectionPad2d at '0'.*copies pixels"):
+        assert not receptive_field(net, None, 16).known

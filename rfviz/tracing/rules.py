@@ -32,8 +32,10 @@ from .ops import (
     AVG_POOLS,
     AXIS_NAMES,
     CONCATENATING,
+    CONSTANT_PADS,
     CONV_FUNCTIONS,
     CONVOLUTIONS,
+    COPYING_PADS,
     ELEMENTWISE_FUNCTIONS,
     ELEMENTWISE_METHODS,
     ELEMENTWISE_MODULES,
@@ -216,6 +218,29 @@ def reduce(step: Step) -> Op:
     return step.unchanged(tuple(d - sum(r < d for r in reduced) for d in dims))
 
 
+def pad(step: Step) -> Op | CannotFollow:
+    """Padding with a constant (``ZeroPad2d``, ``ConstantPad*d``, ``F.pad``): every unit moves
+    by the left (top) amount — a kernel-1 layer with that padding, negative for a crop. Padding
+    that copies pixels (reflect, replicate, circular) makes units near the border see copies of
+    pixels further in: no single span describes every unit."""
+    if step.module is not None:
+        amounts, mode = step.module.padding, ("constant" if isinstance(step.module, CONSTANT_PADS)
+                                               else type(step.module).__name__)
+    else:
+        amounts, mode = step.argument(1, "pad"), step.argument(2, "mode", "constant")
+    if mode != "constant":
+        return step.cannot(f"{mode} padding copies pixels near the border, so units there see "
+                           "pixels their span does not give")
+    field, dims = step.value.field, step.value.dims
+    if not field.known or dims is None:
+        return step.unchanged()
+    # F.pad's pairs run from the last tensor dim backwards: (left, right, top, bottom, ...)
+    before = {step.ndim - 1 - k: amounts[2 * k] for k in range(len(amounts) // 2)}
+    axes = tuple(axis.then(1, 1, before.get(d, 0)) for axis, d in zip(field.axes, dims,
+                                                                      strict=True))
+    return Op(Field(axes), dims, {"padding": tuple(before.get(d, 0) for d in dims)})
+
+
 def merge(step: Step) -> Op:
     """Residual additions, gating products: the union of the branches' spans, per axis."""
     return Op(merged_field(step.inputs, step.where), step.value.dims)
@@ -299,6 +324,7 @@ MODULE_RULES: dict[type, Rule] = {
     **dict.fromkeys(ADAPTIVE_POOLS, adaptive),
     **dict.fromkeys(ELEMENTWISE_MODULES, same),
     **dict.fromkeys(SPATIAL_STATISTICS, spatial_statistics),
+    **dict.fromkeys(CONSTANT_PADS + COPYING_PADS, pad),
     nn.LayerNorm: layer_norm,
     nn.Flatten: reshape,
     nn.Linear: linear,
@@ -316,6 +342,7 @@ FUNCTION_RULES: dict[object, Rule] = {
     operator.getitem: getitem,
     F.layer_norm: layer_norm,
     F.linear: linear,
+    F.pad: pad,
 }
 
 
