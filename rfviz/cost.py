@@ -5,6 +5,8 @@ weight for each output pixel; a linear layer does ``C_in`` per output. BatchNorm
 additions and pooling are left out: they are cheap next to these.
 
 >>> from torch import nn
+
+from .tracing.ops import CONVOLUTIONS, TRANSPOSED
 >>> conv = nn.Conv2d(3, 8, kernel_size=3)
 >>> conv_weights(conv)                          # 216 = 8 · 3 · 3·3
 216
@@ -19,11 +21,12 @@ import warnings
 import torch
 from torch import nn
 
+from .tracing.ops import CONVOLUTIONS, TRANSPOSED
+
 __all__ = ["conv_weights", "multiply_adds"]
 
-CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 COUNTED = (*CONVOLUTIONS, nn.Linear)
-NOT_COUNTED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+NOT_COUNTED = TRANSPOSED
 
 
 def _module(name: str, value) -> nn.Module:
