@@ -17,7 +17,9 @@ import operator
 __all__ = [
     "conv_output_size",
     "conv_transpose_output_size",
+    "check_output_padding",
     "effective_kernel",
+    "explain_conv_transpose_output_size",
     "explain_output_size",
     "pool_output_size",
     "same_padding",
@@ -166,12 +168,7 @@ def conv_transpose_output_size(
     padding = _check_int("padding", padding, 0)
     output_padding = _check_int("output_padding", output_padding, 0)
     span = effective_kernel(kernel, dilation)
-    if output_padding >= max(stride, dilation):
-        raise ValueError(
-            f"output_padding={output_padding} is out of range: it must be smaller than "
-            f"stride={stride} or dilation={dilation}; valid: output_padding ≤ "
-            f"{max(stride, dilation) - 1}"
-        )
+    check_output_padding(output_padding, stride, dilation)
     uncropped = (size - 1) * stride + span + output_padding
     out = uncropped - 2 * padding
     if out < 1:
@@ -181,6 +178,26 @@ def conv_transpose_output_size(
             f"valid: padding ≤ {(uncropped - 1) // 2}"
         )
     return out
+
+
+def check_output_padding(output_padding: int, stride: int, dilation: int) -> int:
+    """Return ``output_padding``, or raise as torch does unless it is smaller than the
+    stride or the dilation (torch's rule for ``ConvTranspose``).
+
+    >>> check_output_padding(2, stride=2, dilation=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: output_padding=2 is out of range: it must be smaller than stride=2 or \
+dilation=1; valid: output_padding ≤ 1
+    """
+    output_padding = _check_int("output_padding", output_padding, 0)
+    if output_padding >= max(stride, dilation):
+        raise ValueError(
+            f"output_padding={output_padding} is out of range: it must be smaller than "
+            f"stride={stride} or dilation={dilation}; valid: output_padding ≤ "
+            f"{max(stride, dilation) - 1}"
+        )
+    return output_padding
 
 
 def same_padding(kernel: int, dilation: int = 1) -> tuple[int, int]:
@@ -227,3 +244,26 @@ def explain_output_size(
     if plain != out:
         return f"{text} = {plain}, but window {plain} would start in the right padding: O = {out}"
     return f"{text} = {out}"
+
+
+def explain_conv_transpose_output_size(
+    size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+    dilation: int = 1,
+) -> str:
+    """The transposed convolution's output-size formula with the numbers filled in.
+
+    >>> explain_conv_transpose_output_size(7, kernel=4, stride=2, padding=1)
+    'O = (7−1)·2 − 2·1 + 1·(4−1) + 0 + 1 = 12 − 2 + 3 + 0 + 1 = 14'
+    >>> explain_conv_transpose_output_size(3, kernel=3, stride=2, output_padding=1)
+    'O = (3−1)·2 − 2·0 + 1·(3−1) + 1 + 1 = 4 − 0 + 2 + 1 + 1 = 8'
+    """
+    out = conv_transpose_output_size(size, kernel, stride, padding, output_padding, dilation)
+    return (
+        f"O = ({size}−1)·{stride} − 2·{padding} + {dilation}·({kernel}−1) + {output_padding} + 1"
+        f" = {(size - 1) * stride} − {2 * padding} + {dilation * (kernel - 1)} + {output_padding}"
+        f" + 1 = {out}"
+    )

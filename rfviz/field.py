@@ -19,26 +19,47 @@ ReceptiveField(size=5, stride=2, padding=0)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .arithmetic import _check_int, conv_output_size, effective_kernel, pool_output_size
+from .arithmetic import (
+    _check_int,
+    check_output_padding,
+    conv_output_size,
+    conv_transpose_output_size,
+    effective_kernel,
+    pool_output_size,
+)
+
+if TYPE_CHECKING:
+    from .spans import Spans
 
 __all__ = ["CannotFollow", "Field", "FieldError", "Fit", "Layer", "ReceptiveField",
            "fit_layers", "layer_fields", "layer_sizes"]
 
-OPS = ("conv", "maxpool", "avgpool")
+OPS = ("conv", "maxpool", "avgpool", "transposed")
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One convolution or pooling along one axis, in torch's terms (``padding`` per side).
+    """One convolution, pooling or transposed convolution along one axis, in torch's terms
+    (``padding`` per side).
 
     >>> Layer(3, stride=2, padding=1)
     Layer(kernel=3, stride=2, padding=1)
     >>> Layer(3, stride=2, padding=1).output_size(7)          # (7 + 2 - 3) // 2 + 1
     4
+
+    ``op="transposed"`` is ``ConvTranspose1d``: each input pixel adds the kernel, scaled, to
+    the output at ``i*stride - padding + t*dilation`` (tap ``t``). Its ``padding`` crops the
+    output on each side and ``output_padding`` adds pixels on the right (torch: smaller than
+    the stride or the dilation).
+
+    >>> up = Layer(4, stride=2, padding=1, op="transposed")
+    >>> up.label, up.output_size(7)                           # (7-1)*2 - 2 + 3 + 1: doubles
+    ('convT k=4 s=2 p=1', 14)
     """
 
     kernel: int
@@ -48,6 +69,7 @@ class Layer:
     op: str = "conv"
     ceil_mode: bool = False
     name: str = ""
+    output_padding: int = 0  # transposed only: extra output pixels on the right
 
     def __post_init__(self) -> None:
         _check_int("kernel", self.kernel, 1)
@@ -59,13 +81,19 @@ class Layer:
         if self.op == "avgpool" and self.dilation != 1:
             raise ValueError(f"dilation={self.dilation} is out of range: avgpool has no dilation; "
                              "valid: dilation=1")
-        if self.op == "conv" and self.ceil_mode:
-            raise ValueError("ceil_mode=True is only for pooling; valid for op='conv': False")
+        if self.op in ("conv", "transposed") and self.ceil_mode:
+            raise ValueError(f"ceil_mode=True is only for pooling; valid for op={self.op!r}: "
+                             "False")
+        if self.op == "transposed":
+            check_output_padding(self.output_padding, self.stride, self.dilation)
+        elif _check_int("output_padding", self.output_padding, 0):
+            raise ValueError(f"output_padding={self.output_padding} is only for "
+                             f"op='transposed'; valid for op={self.op!r}: output_padding=0")
 
     def __repr__(self) -> str:
         shown = [f"kernel={self.kernel}"]
         defaults = {"stride": 1, "padding": 0, "dilation": 1, "op": "conv", "ceil_mode": False,
-                    "name": ""}
+                    "name": "", "output_padding": 0}
         for field_name, default in defaults.items():
             value = getattr(self, field_name)
             if value != default:
@@ -74,15 +102,19 @@ class Layer:
 
     @property
     def effective_kernel(self) -> int:
-        """Input pixels one window covers, dilation included: ``dilation * (kernel - 1) + 1``."""
+        """Input pixels one window covers, dilation included: ``dilation * (kernel - 1) + 1``
+        (for a transposed layer: output pixels one input pixel writes to)."""
         return effective_kernel(self.kernel, self.dilation)
 
     @property
     def label(self) -> str:
-        """A short description such as ``'conv k=3 s=2 p=1'``."""
-        parts = [self.name or self.op, f"k={self.kernel}", f"s={self.stride}", f"p={self.padding}"]
+        """A short description such as ``'conv k=3 s=2 p=1'`` or ``'convT k=4 s=2 p=1 op=1'``."""
+        op = "convT" if self.op == "transposed" else self.op
+        parts = [self.name or op, f"k={self.kernel}", f"s={self.stride}", f"p={self.padding}"]
         if self.dilation != 1:
             parts.append(f"d={self.dilation}")
+        if self.output_padding:
+            parts.append(f"op={self.output_padding}")
         if self.ceil_mode:
             parts.append("ceil")
         return " ".join(parts)
@@ -91,17 +123,48 @@ class Layer:
         """Output length for an input of ``size`` pixels (raises as torch would refuse)."""
         if self.op == "conv":
             return conv_output_size(size, self.kernel, self.stride, self.padding, self.dilation)
+        if self.op == "transposed":
+            return conv_transpose_output_size(size, self.kernel, self.stride, self.padding,
+                                              self.output_padding, self.dilation)
         return pool_output_size(size, self.kernel, self.stride, self.padding, self.dilation,
                                 self.ceil_mode)
 
     def window(self, unit: int) -> range:
-        """Indices in this layer's input (padding included: may be < 0) that ``unit`` reads.
+        """Indices in this layer's input that output ``unit`` reads, ascending.
+
+        For a convolution or pooling: its window, padding included (indices may be < 0 or
+        past the input's end: those cells are padding).
 
         >>> list(Layer(3, stride=2, padding=1, dilation=2).window(1))
         [1, 3, 5]
+
+        For a transposed layer: every ``i`` with ``unit = i*stride - padding + t*dilation``
+        for a tap ``t`` in ``0 … kernel-1``. The layer does not know its input's length, so
+        this may name inputs that do not exist (``i < 0`` or ``i ≥`` the input's length): a
+        transposed convolution pads nothing, so callers drop those. The range may be empty
+        (an output between the strided inputs that no tap reaches) and may skip indices.
+
+        >>> up = Layer(3, stride=2, op="transposed")   # the checkerboard: even outputs sum 2
+        >>> [list(up.window(o)) for o in range(5)]     # inputs, odd ones 1 (input -1: none)
+        [[-1, 0], [0], [0, 1], [1], [1, 2]]
+        >>> list(Layer(1, stride=2, op="transposed").window(1))  # no tap lands on output 1
+        []
         """
-        first = unit * self.stride - self.padding
-        return range(first, first + self.effective_kernel, self.dilation)
+        if self.op != "transposed":
+            first = unit * self.stride - self.padding
+            return range(first, first + self.effective_kernel, self.dilation)
+        # unit + padding = i*stride + t*dilation: the taps that land on the grid form a
+        # progression of t in steps of stride/g, so the inputs one of steps dilation/g.
+        reach, g = unit + self.padding, math.gcd(self.stride, self.dilation)
+        taps = [t for t in range(min(self.kernel, self.stride // g))
+                if (reach - t * self.dilation) % self.stride == 0]
+        if not taps:
+            return range(0)
+        first_tap, tap_step = taps[0], self.stride // g
+        last_tap = first_tap + (self.kernel - 1 - first_tap) // tap_step * tap_step
+        first = (reach - last_tap * self.dilation) // self.stride
+        return range(first, (reach - first_tap * self.dilation) // self.stride + 1,
+                     self.dilation // g)
 
 
 def as_layer(spec: Layer | tuple | dict) -> Layer:
@@ -173,10 +236,31 @@ def layer_fields(layers: Iterable[Layer | tuple | dict]) -> list[ReceptiveField]
 
     >>> [field.size for field in layer_fields([(11, 4, 0), (3, 2, 0)])]   # 11 + (3-1)*4
     [1, 11, 19]
+
+    A transposed layer of stride 1 is a convolution with padding ``dilation*(kernel-1) -
+    padding`` (negative: a crop). With a larger stride its units' fields differ by phase
+    (:mod:`rfviz.spans` follows them per unit), and no single field holds them:
+
+    >>> layer_fields([Layer(3, padding=1, op="transposed")])[-1]   # padding 2 - 1 = 1
+    ReceptiveField(size=3, stride=1, padding=1)
+    >>> layer_fields([(3, 1, 1), Layer(4, stride=2, padding=1, op="transposed")])
+    Traceback (most recent call last):
+    ...
+    ValueError: layer 2 (convT k=4 s=2 p=1): with stride=2 the field of a transposed \
+convolution's output unit depends on its position modulo the stride, so no single (size, \
+jump, padding) describes it; valid: stride=1
     """
     fields = [ReceptiveField()]
-    for layer in map(as_layer, layers):
-        fields.append(fields[-1].then(layer.kernel, layer.stride, layer.padding, layer.dilation))
+    for number, layer in enumerate(map(as_layer, layers), start=1):
+        padding = layer.padding
+        if layer.op == "transposed":
+            if layer.stride != 1:
+                raise ValueError(
+                    f"layer {number} ({layer.label}): with stride={layer.stride} the field of a "
+                    "transposed convolution's output unit depends on its position modulo the "
+                    "stride, so no single (size, jump, padding) describes it; valid: stride=1")
+            padding = layer.effective_kernel - 1 - layer.padding
+        fields.append(fields[-1].then(layer.kernel, layer.stride, padding, layer.dilation))
     return fields
 
 
@@ -283,7 +367,7 @@ class Field:
     rfviz.field.FieldError: the field is unknown: rfviz cannot follow Upsample at '1': no rule
     """
 
-    axes: tuple[ReceptiveField, ...]
+    axes: tuple[ReceptiveField | Spans, ...]
     is_global: bool = False
     unknown: CannotFollow | None = None
 
@@ -343,14 +427,24 @@ class Field:
         """Input coordinate of the centre of ``unit``'s field, per axis."""
         return tuple(axis.center(i) for axis, i in zip(self._numbers(), unit, strict=True))
 
+    @property
+    def per_unit(self) -> bool:
+        """True when units see different spans (after upsampling): ``size`` is then the
+        largest over units, the jump may be a fraction, and ``span(unit)`` is exact per unit
+        at the traced input size (see :mod:`rfviz.spans`)."""
+        return any(not isinstance(axis, ReceptiveField) for axis in self._numbers())
+
     def __str__(self) -> str:
         if self.unknown:
             return "unknown"
         if self.is_global:
             return "global"
+        if self.per_unit:
+            return f"up to {by(self.size)} px, jump {by(self.stride)}, per unit"
         return f"{by(self.size)} px, jump {by(self.stride)}, padding {by(self.padding)}"
 
 
-def by(values: tuple[int, ...]) -> str:
-    """``'7'`` for (7, 7), ``'7×5'`` for (7, 5): one number where the axes agree."""
+def by(values: tuple) -> str:
+    """``'7'`` for (7, 7), ``'7×5'`` for (7, 5): one number where the axes agree (a jump may
+    be a fraction: ``'1/2'``)."""
     return "×".join(map(str, values)) if len(set(values)) > 1 else str(values[0])

@@ -6,8 +6,8 @@ the notebook's width. Every change goes through the panel's ``update``, so tests
 drive the sliders exactly as a person does, without a browser.
 
 A combination torch would refuse never shows a traceback: pooling's padding range adapts
-to the kernel, and a layer that does not fit is named in one line under the sliders while
-the diagram shows the layers that do.
+to the kernel, and a layer that does not fit (or a transposed layer's ``output_padding`` that
+torch refuses) is named in one line under the sliders while the diagram shows the layers that do.
 
 :class:`ConvPanel` repeats one layer; :class:`StackPanel` gives each layer of a small stack
 its own kernel, stride and padding and reads out, layer by layer, how the field grows.
@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .arithmetic import explain_output_size
+from .arithmetic import explain_conv_transpose_output_size, explain_output_size
 from .draw.colours import PROBLEM_COLOR
 from .draw.overlay2d import draw_overlay2d, photograph
 from .draw.pixels1d import draw_pixels1d, layout_pixels1d
@@ -34,8 +34,9 @@ from .field import Layer, ReceptiveField, fit_layers, layer_fields
 __all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "StackPanel", "StackState",
            "StackView", "conv_panel", "describe_stack"]
 
-OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool"}
+OPS = {"conv": "conv", "max pool": "maxpool", "avg pool": "avgpool", "transposed": "transposed"}
 DPI = 100
+MAX_DRAWN = 200  # cells in a row (more are a grey bar); transposed layers grow ×stride
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,23 @@ class PanelState:
     unit: int = 0
     op: str = "conv"
     ceil_mode: bool = False
+    output_padding: int = 0
+
+    def __repr__(self) -> str:
+        """Every value, ``output_padding`` only for the op that has it (lesson 01 stores the
+        repr of a conv panel)."""
+        shown = [f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__
+                 if name != "output_padding" or self.op == "transposed"]
+        return f"PanelState({', '.join(shown)})"
 
     @property
     def layer(self) -> Layer:
+        """The layer the sliders describe; ceil_mode and output_padding count only for the
+        ops that have them. Raises ValueError for an output_padding torch refuses."""
+        transposed = self.op == "transposed"
         return Layer(self.kernel, self.stride, self.padding, self.dilation, op=self.op,
-                     ceil_mode=self.ceil_mode and self.op != "conv")
+                     ceil_mode=self.ceil_mode and self.op in ("maxpool", "avgpool"),
+                     output_padding=self.output_padding if transposed else 0)
 
 
 @dataclass(frozen=True)
@@ -78,22 +91,61 @@ def describe(state: PanelState) -> PanelView:
     >>> describe(PanelState(size=4, kernel=3, stride=2, layers=2)).problem
     'layer 2 does not fit: kernel=3 spans 3 pixels but the padded input has only 1 \
 (size=1, padding=0); valid: kernel ≤ 1'
+    >>> view = describe(PanelState(size=4, kernel=3, stride=2, op="transposed", unit=3))
+    >>> print("\\n".join(view.lines))                # the checkerboard
+    O = (4−1)·2 − 2·0 + 1·(3−1) + 0 + 1 = 6 − 0 + 2 + 0 + 1 = 9
+    inside, outputs sum 2, 1, 2, 1, … inputs (uneven: the checkerboard)
+    top unit 3 depends on input pixel 1 (its field depends on the unit)
+    >>> describe(PanelState(size=4, stride=2, op="transposed", output_padding=2)).problem
+    'impossible layer: output_padding=2 is out of range: it must be smaller than stride=2 or \
+dilation=1; valid: output_padding ≤ 1'
     """
-    layer = state.layer
+    try:
+        layer = state.layer
+    except ValueError as error:
+        return PanelView((), (state.size,), None, (), f"impossible layer: {error}")
     fitted, sizes, problem = fit_layers([layer] * state.layers, state.size)
+    if len(sizes) > 1 and max(sizes) > MAX_DRAWN:
+        count = next(n for n, size in enumerate(sizes) if size > MAX_DRAWN)
+        problem = (f"layer {count} is not drawn: its {sizes[count]} outputs are more than a "
+                   f"picture can show ({MAX_DRAWN})")
+        fitted, sizes = fitted[:count - 1], sizes[:count]
     if not fitted:
         return PanelView((), tuple(sizes), None, (), problem)
-    first = explain_output_size(state.size, layer.kernel, layer.stride, layer.padding,
-                                layer.dilation, layer.ceil_mode)
+    if layer.op == "transposed":
+        first = explain_conv_transpose_output_size(state.size, layer.kernel, layer.stride,
+                                                   layer.padding, layer.output_padding,
+                                                   layer.dilation)
+    else:
+        first = explain_output_size(state.size, layer.kernel, layer.stride, layer.padding,
+                                    layer.dilation, layer.ceil_mode)
     lines = [first]
+    if layer.op == "transposed":
+        lines.append(_summed(layer))
     if len(fitted) > 1:
         lines.append("sizes layer by layer: " + " → ".join(map(str, sizes)))
     unit = min(state.unit, sizes[-1] - 1)
-    field = ReceptiveField.of(fitted)
-    low, high = field.span(unit)
-    lines.append(f"top unit {unit} sees input pixels {low}…{high}: field {field.size} px, "
-                 f"jump {field.stride} px, effective padding {field.padding} px")
+    if layer.op == "transposed" and layer.stride > 1:  # no single field: trace this unit
+        seen = layout_pixels1d(fitted, state.size, unit).input_cells
+        pixels = "no input pixel" if not seen else (
+            f"input pixel{'s' * (len(seen) > 1)} {_cells(seen, state.size)}")
+        lines.append(f"top unit {unit} depends on {pixels} (its field depends on the unit)")
+    else:
+        field = ReceptiveField.of(fitted)
+        low, high = field.span(unit)
+        lines.append(f"top unit {unit} sees input pixels {low}…{high}: field {field.size} px, "
+                     f"jump {field.stride} px, effective padding {field.padding} px")
     return PanelView(tuple(fitted), tuple(sizes), unit, tuple(lines), problem)
+
+
+def _summed(layer: Layer) -> str:
+    """How many inputs a transposed layer's outputs sum away from the ends: one count per
+    phase (output index modulo the stride); uneven counts are the checkerboard."""
+    counts = [len(layer.window(phase)) for phase in range(layer.stride)]
+    if len(set(counts)) == 1:
+        return f"inside, every output sums {counts[0]} input{'s' * (counts[0] != 1)}"
+    return (f"inside, outputs sum {', '.join(map(str, counts * 2))}, … inputs "
+            "(uneven: the checkerboard)")
 
 
 class _Panel:
@@ -166,6 +218,8 @@ class ConvPanel(_DiagramPanel):
 
     ``layers`` repeats the same layer, to watch fields grow; ``unit`` picks the top unit
     whose field is traced. Display the panel by leaving it as a cell's last expression.
+    The op buttons choose convolution, max or average pooling, or a transposed convolution
+    (then the ``output_padding`` slider counts, and each output shows how many inputs it sums).
 
     >>> panel = ConvPanel(size=7, kernel=3, stride=2)
     >>> panel.sliders["stride"].value = 1          # as a person moving the slider would
@@ -193,6 +247,7 @@ class ConvPanel(_DiagramPanel):
             "dilation": slider("dilation", 1, 3, "dilation"),
             "layers": slider("layers", 1, 4, "layers"),
             "unit": slider("unit", 0, 63, "top unit"),
+            "output_padding": slider("output_padding", 0, 4, "output pad."),
         }
         self.op = widgets.ToggleButtons(
             options=list(OPS.items()), value=state.op, style={"button_width": "6.5em"})
@@ -201,8 +256,8 @@ class ConvPanel(_DiagramPanel):
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.readout = widgets.HTML()
         left = widgets.VBox([self.sliders[n] for n in ("size", "kernel", "stride", "padding")])
-        right = widgets.VBox([*(self.sliders[n] for n in ("dilation", "layers", "unit")),
-                              self.ceil_mode])
+        right = widgets.VBox([*(self.sliders[n] for n in ("dilation", "output_padding",
+                                                          "layers", "unit")), self.ceil_mode])
         self.widget = widgets.VBox([self.op, widgets.HBox([left, right]), self.readout,
                                     self.image])
         self.view: PanelView | None = None
@@ -235,8 +290,10 @@ class ConvPanel(_DiagramPanel):
         self._show(self.view)
 
     def _adapt_ranges(self, state: PanelState) -> PanelState:
-        pooling = state.op != "conv"
+        pooling = state.op in ("maxpool", "avgpool")
         self.ceil_mode.disabled = not pooling
+        # torch's rule (output_padding < max(stride, dilation)) is left to the readout to say
+        self.sliders["output_padding"].disabled = state.op != "transposed"
         padding = self.sliders["padding"]
         padding.max = state.kernel // 2 if pooling else 4  # torch: pooling padding ≤ kernel // 2
         dilation = self.sliders["dilation"]

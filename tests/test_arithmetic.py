@@ -11,6 +11,7 @@ from rfviz.arithmetic import (
     conv_output_size,
     conv_transpose_output_size,
     effective_kernel,
+    explain_conv_transpose_output_size,
     explain_output_size,
     pool_output_size,
     same_padding,
@@ -184,3 +185,22 @@ def test_explanation_ends_with_the_right_size(params):
             explain_output_size(**params)
     else:
         assert explain_output_size(**params).endswith(f"= {expected}")
+
+
+@pytest.mark.parametrize("params", grid(size=[1, 4, 7], kernel=[1, 3, 4], stride=[1, 2, 3],
+                                        padding=[0, 1, 3], output_padding=[0, 1, 2],
+                                        dilation=[1, 2]))
+def test_transposed_explanation_ends_with_torchs_size(params):
+    module = nn.ConvTranspose1d(1, 1, params["kernel"], params["stride"], params["padding"],
+                                params["output_padding"], dilation=params["dilation"])
+    expected = torch_length(module, params["size"])
+    if expected is None:
+        with pytest.raises(ValueError, match=NAMES_PARAMETER):
+            explain_conv_transpose_output_size(**params)
+        return
+    text = explain_conv_transpose_output_size(**params)
+    assert text.endswith(f"= {expected}")
+    # the formula and the sum under it each come to that size
+    _, formula, terms, _ = text.split(" = ")
+    for arithmetic in (formula, terms):
+        assert eval(arithmetic.replace("−", "-").replace("·", "*")) == expected, text

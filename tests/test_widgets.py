@@ -8,10 +8,19 @@ import torch
 from builders import gradient_support, torch_stack_1d
 from torch import nn
 
-from rfviz.field import ReceptiveField
-from rfviz.widgets import ConvPanel, PanelState, StackPanel, StackState, describe, describe_stack
+from rfviz.draw.pixels1d import layout_pixels1d
+from rfviz.field import Layer, ReceptiveField
+from rfviz.widgets import (
+    MAX_DRAWN,
+    ConvPanel,
+    PanelState,
+    StackPanel,
+    StackState,
+    describe,
+    describe_stack,
+)
 
-OPS = ["conv", "maxpool", "avgpool"]
+OPS = ["conv", "maxpool", "avgpool", "transposed"]
 
 
 def lengths_through(modules, size: int) -> list[int] | None:
@@ -31,6 +40,9 @@ def torch_sizes(state: PanelState) -> list[int] | None:
     """Sizes through `state.layers` copies of the layer, by torch; None where torch refuses."""
     if state.op == "conv":
         module = nn.Conv1d(1, 1, state.kernel, state.stride, state.padding, state.dilation)
+    elif state.op == "transposed":
+        module = nn.ConvTranspose1d(1, 1, state.kernel, state.stride, state.padding,
+                                    state.output_padding, dilation=state.dilation)
     elif state.op == "maxpool":
         module = nn.MaxPool1d(state.kernel, state.stride, state.padding, state.dilation,
                               ceil_mode=state.ceil_mode)
@@ -44,11 +56,23 @@ def assert_panel_is_sane(panel: ConvPanel) -> None:
     assert bytes(panel.image.value[:4]) == b"\x89PNG"
     view, state = panel.view, panel.state
     assert view.problem or view.lines, state
-    if view.problem:  # one line, naming what is wrong
-        assert "does not fit" in view.problem and "\n" not in view.problem
-        assert torch_sizes(state) is None, state
+    assert_view_agrees_with_torch(state, view)
+
+
+def assert_view_agrees_with_torch(state: PanelState, view) -> None:
+    """Sizes as torch gives them; a problem in one line, only where torch refuses (or a row
+    would be too long to draw)."""
+    expected = torch_sizes(state)
+    if view.problem:
+        assert "\n" not in view.problem
+        if "is not drawn" in view.problem:  # torch runs it; the panel draws the rows before
+            assert expected[:len(view.sizes)] == list(view.sizes), state
+            assert max(view.sizes) <= MAX_DRAWN < expected[len(view.sizes)], state
+        else:
+            assert "does not fit" in view.problem or "impossible layer" in view.problem
+            assert expected is None, state
     else:
-        assert list(view.sizes) == torch_sizes(state), state
+        assert list(view.sizes) == expected, state
         assert 0 <= view.unit < view.sizes[-1]
 
 
@@ -59,7 +83,7 @@ def panel():
 
 @pytest.mark.parametrize("op", OPS)
 def test_every_slider_over_its_whole_range(panel, op):
-    panel.set(op=op, ceil_mode=op != "conv")
+    panel.set(op=op, ceil_mode=op in ("maxpool", "avgpool"))
     for slider in panel.sliders.values():
         start = slider.value
         for value in range(slider.min, slider.max + 1):
@@ -75,25 +99,24 @@ def test_500_random_combinations_never_raise_and_agree_with_torch(panel):
                            stride=rng.randint(1, 5), padding=rng.randint(0, 4),
                            dilation=rng.randint(1, 3), layers=rng.randint(1, 4),
                            unit=rng.randint(0, 63), op=rng.choice(OPS),
-                           ceil_mode=rng.random() < 0.5)
+                           ceil_mode=rng.random() < 0.5, output_padding=rng.randint(0, 4))
         adapted = state_for_panel(state)
-        view, expected = describe(adapted), torch_sizes(adapted)
-        if expected is None:
-            assert view.problem
-        else:
-            assert list(view.sizes) == expected
+        view = describe(adapted)
+        assert_view_agrees_with_torch(adapted, view)
     # and a sample of them through the real panel, drawing included
     for _ in range(60):
         panel.set(size=rng.randint(1, 64), kernel=rng.randint(1, 9), stride=rng.randint(1, 5),
                   padding=rng.randint(0, 4), op=rng.choice(OPS), layers=rng.randint(1, 4),
-                  ceil_mode=rng.random() < 0.5, unit=rng.randint(0, 63))
+                  ceil_mode=rng.random() < 0.5, unit=rng.randint(0, 63),
+                  output_padding=rng.randint(0, 2))
         assert_panel_is_sane(panel)
 
 
 def state_for_panel(state: PanelState) -> PanelState:
     """The state after the panel's adapting ranges: pooling padding ≤ kernel // 2, etc."""
-    if state.op == "conv":
-        return replace(state, ceil_mode=False)
+    if state.op in ("conv", "transposed"):
+        output_padding = state.output_padding if state.op == "transposed" else 0
+        return replace(state, ceil_mode=False, output_padding=output_padding)
     padding = min(state.padding, state.kernel // 2)
     dilation = 1 if state.op == "avgpool" else state.dilation
     return replace(state, padding=padding, dilation=dilation)
@@ -298,3 +321,106 @@ def test_values_outside_the_sliders_are_named(values, message):
         StackState(**values)
     with pytest.raises(ValueError, match=message):
         StackPanel().set(**values)
+
+
+# --- the transposed op ------------------------------------------------------------------
+
+
+def test_output_padding_is_for_the_transposed_op_only(panel):
+    assert panel.sliders["output_padding"].disabled
+    panel.set(op="transposed")
+    assert not panel.sliders["output_padding"].disabled and panel.ceil_mode.disabled
+    panel.set(op="maxpool")
+    assert panel.sliders["output_padding"].disabled
+
+
+def test_transposed_readout_fills_in_the_formula(panel):
+    panel.set(op="transposed", size=7, kernel=4, stride=2, padding=1, output_padding=1)
+    expected = (7 - 1) * 2 - 2 * 1 + 1 * (4 - 1) + 1 + 1
+    assert panel.view.sizes == (7, expected)
+    assert panel.view.lines[0] == (
+        f"O = (7−1)·2 − 2·1 + 1·(4−1) + 1 + 1 = 12 − 2 + 3 + 1 + 1 = {expected}")
+    assert panel.view.lines[1] == "inside, every output sums 2 inputs"
+
+
+def test_the_checkerboard_is_read_out_and_traced(panel):
+    panel.set(op="transposed", size=6, kernel=3, stride=2, padding=0, unit=5)
+    assert panel.view.lines[1] == ("inside, outputs sum 2, 1, 2, 1, … inputs "
+                                   "(uneven: the checkerboard)")
+    assert panel.view.lines[-1] == ("top unit 5 depends on input pixel 2 "
+                                    "(its field depends on the unit)")
+    panel.sliders["unit"].value = 4  # 4 = 2·2 + 0 = 2·1 + 2
+    assert panel.view.lines[-1].startswith("top unit 4 depends on input pixels 1…2")
+
+
+def test_a_transposed_unit_between_the_taps_reads_nothing(panel):
+    panel.set(op="transposed", size=5, kernel=1, stride=2, unit=1)
+    assert panel.view.lines[-1] == ("top unit 1 depends on no input pixel "
+                                    "(its field depends on the unit)")
+
+
+def test_stride_one_transposed_has_a_field(panel):
+    # A stride-1 transposed conv is a conv with padding d·(k−1) − p: field k, padding 2 − 1.
+    panel.set(op="transposed", size=8, kernel=3, stride=1, padding=1, unit=0)
+    assert panel.view.lines[-1] == ("top unit 0 sees input pixels -1…1: field 3 px, jump 1 px, "
+                                    "effective padding 1 px")
+
+
+def test_impossible_output_padding_says_why_in_one_line(panel):
+    panel.set(op="transposed", size=5, kernel=3, stride=2, output_padding=2)
+    assert panel.view.problem == (
+        "impossible layer: output_padding=2 is out of range: it must be smaller than stride=2 "
+        "or dilation=1; valid: output_padding ≤ 1")
+    assert panel.sliders["unit"].disabled and "unexpected error" not in panel.readout.value
+    assert torch_sizes(panel.state) is None  # torch refuses it too
+    panel.sliders["dilation"].value = 3  # output_padding < max(stride, dilation) = 3: allowed
+    assert panel.view.problem is None
+    assert list(panel.view.sizes) == torch_sizes(panel.state)
+
+
+def test_too_many_cells_are_not_drawn_but_said(panel):
+    for size, layers in [(20, 3), (64, 1)]:  # 20 → 100 → 500: layer 2; 64 → 320: layer 1
+        panel.set(op="transposed", size=size, kernel=5, stride=5, layers=layers)
+        sizes = torch_sizes(panel.state)
+        first = next(n for n, length in enumerate(sizes) if length > MAX_DRAWN)
+        assert panel.view.sizes == tuple(sizes[:first])
+        assert panel.view.problem == (f"layer {first} is not drawn: its {sizes[first]} outputs "
+                                      f"are more than a picture can show ({MAX_DRAWN})")
+        assert panel.sliders["unit"].disabled == (first == 1)
+        assert bytes(panel.image.value[:4]) == b"\x89PNG"
+        assert "unexpected error" not in panel.readout.value
+
+
+def test_transposed_panel_traces_what_torch_sums():
+    """The readout's traced pixels are the gradient support of the top unit, through a stack of
+    identical ConvTranspose1d with all weights 1 (float64: nothing cancels)."""
+    rng = random.Random(7)
+    checked = 0
+    while checked < 80:
+        state = PanelState(size=rng.randint(1, 12), kernel=rng.randint(1, 5),
+                           stride=rng.randint(2, 3), padding=rng.randint(0, 3),
+                           dilation=rng.randint(1, 3), layers=rng.randint(1, 3),
+                           unit=rng.randint(0, 63), op="transposed",
+                           output_padding=rng.randint(0, 2))
+        view = describe(state)
+        if view.problem:
+            continue
+        checked += 1
+        module = nn.ConvTranspose1d(1, 1, state.kernel, state.stride, state.padding,
+                                    state.output_padding, dilation=state.dilation, bias=False,
+                                    dtype=torch.float64)
+        nn.init.ones_(module.weight)
+        stack = nn.Sequential(*[module] * state.layers)
+        support = gradient_support(stack, state.size, view.unit, seeds=[0])
+        traced = layout_pixels1d(view.layers, state.size, view.unit).input_cells
+        assert traced == support, state
+        assert all(isinstance(layer, Layer) for layer in view.layers)
+
+
+def test_the_panel_repr_shows_output_padding_for_the_transposed_op_only(panel):
+    # lesson 01 stores a conv panel's repr: it stays as it was
+    panel.set(size=12, kernel=3, stride=2, padding=1, output_padding=1)
+    assert repr(panel) == ("ConvPanel(PanelState(size=12, kernel=3, stride=2, padding=1, "
+                           "dilation=1, layers=1, unit=0, op='conv', ceil_mode=False))")
+    panel.set(op="transposed")
+    assert repr(panel).endswith("op='transposed', ceil_mode=False, output_padding=1))")
