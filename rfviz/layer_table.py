@@ -109,9 +109,9 @@ class LayerTable(Sequence):
                 *(by(v) if v else "" for v in (row.kernel, row.stride, row.padding,
                                                 row.dilation)),
                 "×".join(map(str, row.shape)),
-                by(row.field.size) if known else str(row.field),
+                _size(row.field) if known else str(row.field),
                 by(row.field.stride) if known else "",
-                by(row.field.padding) if known else "",
+                by(row.field.padding) if known and not row.field.per_unit else "",
             ])
         return Table(header, body)
 
@@ -123,3 +123,8 @@ class LayerTable(Sequence):
 
     def __repr__(self) -> str:
         return f"<LayerTable: {len(self.rows)} ops, input {tuple(self.input_shape)}>\n{self}"
+
+
+def _size(field: Field) -> str:
+    """The field's size; "≤ 7" where units see different spans (the largest)."""
+    return f"≤ {by(field.size)}" if field.per_unit else by(field.size)

@@ -27,13 +27,16 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .field import FieldError, PerAxis
-from .tracing import receptive_field
+from .layer_table import LayerRow, LayerTable
+from .tracing import _trace, receptive_field
+from .tracing.shapes import input_shape
 
 __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
            "tile_plan", "tiled_forward"]
@@ -41,29 +44,53 @@ __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_marg
 
 @dataclass(frozen=True)
 class AxisMargins:
-    """Margins along one axis (see the module's docstring)."""
+    """Margins along one axis (see the module's docstring). ``grid``, for networks that
+    upsample again: tiles, and the image, start and end on multiples of it."""
 
     before: int
     after: int
     stride: int
+    grid: int | None = None
+
+    def __repr__(self) -> str:
+        grid = f", grid={self.grid}" if self.grid is not None else ""
+        return f"AxisMargins(before={self.before}, after={self.after}, stride={self.stride}{grid})"
+
+    @property
+    def step(self) -> int:
+        """Where tiles may start: multiples of the grid, or of the stride."""
+        return self.stride if self.grid is None else self.grid
 
     @property
     def before_aligned(self) -> int:
-        return math.ceil(self.before / self.stride) * self.stride
+        return math.ceil(self.before / self.step) * self.step
 
 
 @dataclass(frozen=True)
 class Margins(PerAxis):
-    """Per spatial axis (H, W for images): context before and after, and the stride grid."""
+    """Per spatial axis (H, W for images): context before and after, and the stride grid.
+
+    ``grid`` is set for an encoder–decoder (a U-Net): its output has stride 1, but its tiles
+    must start on the grid of its deepest downsampling (32 for a ResNet encoder), or its
+    pooling windows would fall elsewhere than in the whole image; the tiles' lengths and the
+    image's must be multiples of it too, since the decoder's sizes follow the encoder's.
+    """
 
     before: tuple[int, ...]
     after: tuple[int, ...]
     stride: tuple[int, ...]
+    grid: tuple[int, ...] | None = None
+
+    def __repr__(self) -> str:
+        grid = f", grid={self.grid}" if self.grid is not None else ""
+        return (f"Margins(before={self.before}, after={self.after}, "
+                f"stride={self.stride}{grid})")
 
     @property
     def axes(self) -> tuple[AxisMargins, ...]:
-        return tuple(AxisMargins(*values)
-                     for values in zip(self.before, self.after, self.stride, strict=True))
+        grid = self.grid or (None,) * len(self.stride)
+        return tuple(AxisMargins(*values) for values
+                     in zip(self.before, self.after, self.stride, grid, strict=True))
 
     @property
     def before_aligned(self) -> tuple[int, ...]:
@@ -78,6 +105,15 @@ def tile_margins(model: nn.Module, layer: str | None = None, input_size=(224, 22
     Margins(before=(133, 133), after=(118, 118), stride=(16, 16))
     """
     field = receptive_field(model, layer, input_size)
+    _check_followed(field, layer)
+    if field.per_unit:
+        return _decoder_margins(model, layer, input_size)
+    return Margins(before=field.padding,
+                   after=tuple(a.size - a.stride - a.padding for a in field.axes),
+                   stride=field.stride)
+
+
+def _check_followed(field, layer) -> None:
     if field.is_global:
         raise FieldError(f"layer={layer!r} has a global field (every output depends on the "
                          "whole input, e.g. after adaptive pooling): no tiling is exact; "
@@ -85,9 +121,55 @@ def tile_margins(model: nn.Module, layer: str | None = None, input_size=(224, 22
     if field.unknown:
         raise FieldError(f"layer={layer!r} has an unknown field ({field.unknown}); margins "
                          "cannot be derived")
-    return Margins(before=field.padding,
-                   after=tuple(a.size - a.stride - a.padding for a in field.axes),
-                   stride=field.stride)
+
+
+def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins:
+    """Margins of a field whose units see different spans (after upsampling): the largest
+    reach before and after a unit's position over the units whose span lies inside the
+    image, traced at a size (a multiple of the grid) that holds a few whole fields."""
+    sizes = _sizes(model, input_size)
+    for _ in range(4):  # the field seen at a small size is cut short by the image's borders
+        table = _trace(model, sizes)
+        row = table.rows[-1] if layer is None else table.find(layer)
+        field, grid = row.field, _grid(table, row)
+        needed = tuple(math.ceil((2 * r + 4 * g) / g) * g for r, g
+                       in zip(field.size, grid, strict=True))
+        if all(n >= m for n, m in zip(sizes, needed, strict=True)):
+            break
+        sizes = tuple(max(n, m) for n, m in zip(sizes, needed, strict=True))
+    before, after, stride = [], [], []
+    for axis, n, name in zip(field.axes, sizes, ("height", "width")[-len(sizes):], strict=False):
+        jump = Fraction(axis.stride)
+        if jump.denominator != 1:
+            raise FieldError(f"layer={layer!r}: its units are {jump} pixel apart along the "
+                             f"{name}, not a whole number, so tiles cannot keep whole units; "
+                             "choose a layer whose jump is whole (e.g. the output)")
+        j = int(jump)
+        inside = [(u, span) for u in range(len(axis)) if (span := axis.span(u)) is not None
+                  and span[0] >= 0 and span[1] <= n - 1]
+        if len(inside) < (axis.period or 1):
+            raise FieldError(f"layer={layer!r}: no whole period of units lies inside a "
+                             f"{n}-pixel image along the {name}; margins cannot be measured")
+        before.append(max(u * j - first for u, (first, _) in inside))
+        after.append(max(last + 1 - (u + 1) * j for u, (_, last) in inside))
+        stride.append(j)
+    return Margins(tuple(before), tuple(after), tuple(stride), grid)
+
+
+def _sizes(model, input_size) -> tuple[int, ...]:
+    shape = input_shape(model, input_size)
+    return tuple(shape[2:])
+
+
+def _grid(table: LayerTable, row: LayerRow) -> tuple[int, ...]:
+    """The deepest downsampling up to ``row``, per axis: the least common multiple of every
+    jump (its numerator, where a jump is a fraction) of the ops before it."""
+    grid = [1] * len(row.field.axes)
+    for earlier in table.rows[:table.rows.index(row) + 1]:
+        if earlier.field.known and len(earlier.field.axes) == len(grid):
+            for a, axis in enumerate(earlier.field.axes):
+                grid[a] = math.lcm(grid[a], Fraction(axis.stride).numerator)
+    return tuple(grid)
 
 
 @dataclass(frozen=True)
@@ -117,17 +199,21 @@ def plan_axis(length: int, outputs: int, tile: int, margins: AxisMargins) -> lis
     >>> [(t.read, t.write) for t in plan_axis(64, 4, 32, AxisMargins(3, 2, 16))]
     [(slice(0, 34, None), slice(0, 2, None)), (slice(16, 64, None), slice(2, 4, None))]
     """
-    stride = margins.stride
-    if tile < stride or tile % stride:
-        low = max(stride, tile // stride * stride)
-        raise ValueError(f"tile={tile} is not a positive multiple of the stride {stride}; "
-                         f"valid: e.g. {low} or {low + stride}")
+    stride, step = margins.stride, margins.step
+    if tile < step or tile % step:
+        low = max(step, tile // step * step)
+        what = "grid" if margins.grid is not None else "stride"
+        raise ValueError(f"tile={tile} is not a positive multiple of the {what} {step}; "
+                         f"valid: e.g. {low} or {low + step}")
     units = tile // stride
     tiles = []
     for first in range(0, outputs, units):
         last = min(first + units, outputs)  # exclusive
         start = max(first * stride - margins.before_aligned, 0)
-        stop = min(last * stride + max(margins.after, 0), length)
+        stop = last * stride + max(margins.after, 0)
+        if margins.grid is not None:  # a decoder's sizes follow its encoder's: whole cells
+            stop = math.ceil(stop / step) * step
+        stop = min(stop, length)
         offset = start // stride
         tiles.append(AxisTile(slice(start, stop), slice(first, last),
                               slice(first - offset, last - offset)))
@@ -151,7 +237,7 @@ def _output_size(fn, image: torch.Tensor, margins: Margins) -> tuple[int, ...]:
     """
     spatial = image.shape[2:]
     field = [m.before + max(m.after, 0) + m.stride for m in margins.axes]  # pixels one unit sees
-    starts = [max((n - f - m.stride) // m.stride * m.stride, 0)
+    starts = [max((n - f - m.step) // m.step * m.step, 0)
               for n, f, m in zip(spatial, field, margins.axes, strict=True)]
     corner = image[(slice(0, 1), slice(None), *(slice(a, None) for a in starts))]
     out = fn(corner)
@@ -183,6 +269,14 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
         raise TypeError(f"margins must be the Margins of fn's field, from "
                         f"tile_margins(model, layer); got {margins!r}")
     tile = (tile,) * 2 if isinstance(tile, int) else tuple(tile)
+    for name, n, m in zip(("height", "width"), image.shape[2:], margins.axes, strict=True):
+        if m.grid is not None and n % m.grid:
+            low = n // m.grid * m.grid
+            raise ValueError(
+                f"image {name}={n} is not a multiple of the grid {m.grid}: this network "
+                "downsamples and upsamples again, so its sizes inside depend on the image's and "
+                f"no tiles reproduce it exactly; valid: a multiple of {m.grid}, e.g. "
+                f"{low or m.grid} or {low + m.grid} (pad or crop the image first)")
     grad = torch.is_grad_enabled() and image.requires_grad
     with torch.set_grad_enabled(grad):
         outputs = _output_size(fn, image, margins)

@@ -87,7 +87,8 @@ def test_every_import_of_the_package_is_declared_in_pyproject():
 # Each module may import only modules of its own layer or below: the pure core, then the
 # torch layer, then drawing (matplotlib), then widgets.
 LAYERS = [
-    {"arithmetic", "field", "roundoff", "table", "layer_table", "exercises", "architectures"},
+    {"arithmetic", "field", "spans", "roundoff", "table", "layer_table", "exercises",
+     "architectures"},
     {"tracing", "probe", "tiling", "erf", "cost", "split"},
     {"draw"},
     {"widgets", "__main__", "__init__"},

@@ -76,6 +76,9 @@ POOL_FUNCTIONS = {F.max_pool1d: ("maxpool", 1), F.max_pool2d: ("maxpool", 2),
                   F.max_pool3d: ("maxpool", 3), F.avg_pool1d: ("avgpool", 1),
                   F.avg_pool2d: ("avgpool", 2), F.avg_pool3d: ("avgpool", 3)}
 CONV_FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d}
+INTERPOLATING = {F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear}
+PIXEL_SHUFFLES = {F.pixel_shuffle, torch.pixel_shuffle}
+PIXEL_UNSHUFFLES = {F.pixel_unshuffle, torch.pixel_unshuffle}
 
 
 def per_axis(value, n: int) -> tuple[int, ...]:

@@ -1,20 +1,15 @@
 """The rules: how one op changes the receptive field of the tensor it is applied to.
 
-One table maps a module type (:data:`MODULE_RULES`, looked up along the class's MRO) or a
-function / method (:data:`FUNCTION_RULES`) to a rule. A rule takes the :class:`Step` (the op,
+The table in :mod:`.table` maps a module type or a function / method to a rule (the rules of
+ops that upsample are in :mod:`.decoders`). A rule takes the :class:`Step` (the op,
 its input fields and shapes) and returns an :class:`Op` (the new field, where the spatial axes
 now are, what the row shows), or a :class:`~rfviz.field.CannotFollow` naming the op and why
 no exact field exists: the walk then warns and marks the fields after it unknown.
 
->>> from torch import nn
->>> rule_for(nn.Conv2d(1, 1, 3)).__name__, rule_for(nn.ReLU()).__name__
-('window', 'same')
 """
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Callable, Mapping
 from math import prod
 from types import MappingProxyType
@@ -22,36 +17,19 @@ from typing import NamedTuple
 
 import torch
 import torch.fx
-import torch.nn.functional as F
 from torch import nn
 
 from ..field import CannotFollow, Field, ReceptiveField
+from ..spans import Spans
 from .ops import (
-    ADAPTIVE_POOL_FUNCTIONS,
-    ADAPTIVE_POOLS,
-    AVG_POOLS,
     AXIS_NAMES,
-    CONCATENATING,
     CONSTANT_PADS,
     CONV_FUNCTIONS,
-    CONVOLUTIONS,
-    COPYING_PADS,
-    ELEMENTWISE_FUNCTIONS,
-    ELEMENTWISE_METHODS,
-    ELEMENTWISE_MODULES,
-    MAX_POOLS,
-    MERGING_FUNCTIONS,
-    MERGING_METHODS,
-    PERMUTING,
     POOL_FUNCTIONS,
-    REDUCING,
-    RESHAPING,
-    SPATIAL_STATISTICS,
-    TRANSPOSED,
     Window,
     per_axis,
 )
-from .shapes import shape_of
+from .shapes import concrete, shape_of
 
 # Value, Op and Step are named tuples: immutable, and made for every op of every trace.
 
@@ -124,9 +102,18 @@ def _slide(step: Step, window: Window) -> Op:
     field = step.value.field
     if not field.known:
         return Op(field, step.value.dims, params)
-    axes = tuple(axis.then(*args) for axis, *args in zip(
-        field.axes, window.kernel, window.stride, window.padding, window.dilation, strict=True))
+    axes = tuple(_then(axis, step.out_shape[dim], *args) for axis, dim, *args in zip(
+        field.axes, step.value.dims, window.kernel, window.stride, window.padding,
+        window.dilation, strict=True))
     return Op(Field(axes), step.value.dims, params)
+
+
+def _then(axis: ReceptiveField | Spans, units: int, kernel: int, stride: int = 1,
+          padding: int = 0, dilation: int = 1) -> ReceptiveField | Spans:
+    """One window more along an axis: the recurrence for a field, per unit for spans."""
+    if isinstance(axis, ReceptiveField):
+        return axis.then(kernel, stride, padding, dilation)
+    return axis.then(kernel, stride, padding, dilation, units=units)
 
 
 def window(step: Step) -> Op:
@@ -142,22 +129,6 @@ def window(step: Step) -> Op:
     arguments = {**dict(zip(names, step.node.args, strict=False)), **step.node.kwargs}
     weight = shape_of(arguments["weight"]) if target in CONV_FUNCTIONS else None
     return _slide(step, Window.from_call(target, arguments, weight))
-
-
-def transposed(step: Step) -> Op | CannotFollow:
-    """A transposed convolution. At stride 1 it is a convolution with the same kernel and
-    padding ``dilation*(kernel-1) - padding`` (negative: it crops). With a larger stride an
-    output unit's field depends on its position modulo the stride: no single field exists."""
-    module = step.module
-    if any(s != 1 for s in module.stride):
-        return step.cannot(f"with stride {module.stride} the field of an output unit depends on "
-                           "its position modulo the stride, so no single (size, jump, padding) "
-                           "describes it")
-    conv = Window.from_module(module)
-    crop = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding, conv.dilation,
-                                                    strict=True))
-    op = _slide(step, conv._replace(padding=crop, kind="conv"))
-    return op._replace(params={**op.params, "padding": conv.padding})
 
 
 def adaptive(step: Step) -> Op | CannotFollow:
@@ -236,14 +207,29 @@ def pad(step: Step) -> Op | CannotFollow:
         return step.unchanged()
     # F.pad's pairs run from the last tensor dim backwards: (left, right, top, bottom, ...)
     before = {step.ndim - 1 - k: amounts[2 * k] for k in range(len(amounts) // 2)}
-    axes = tuple(axis.then(1, 1, before.get(d, 0)) for axis, d in zip(field.axes, dims,
-                                                                      strict=True))
-    return Op(Field(axes), dims, {"padding": tuple(before.get(d, 0) for d in dims)})
+    after = {step.ndim - 1 - k: amounts[2 * k + 1] for k in range(len(amounts) // 2)}
+    axes = []
+    for axis, d in zip(field.axes, dims, strict=True):
+        if before.get(d, 0) < 0 or after.get(d, 0) < 0:
+            axes.append(_crop(axis, step.in_shape[d], step.out_shape[d], -before[d], 1))
+        else:
+            axes.append(_then(axis, step.out_shape[d], 1, 1, before.get(d, 0)))
+    return Op(Field(tuple(axes)), dims, {"padding": tuple(before.get(d, 0) for d in dims)})
+
+
+def _crop(axis: ReceptiveField | Spans, units_in: int, units_out: int, start: int,
+          every: int) -> Spans:
+    """Unit ``o`` is the input's unit ``start + o*every``. Spans, even where three numbers
+    would do: a padded layer after a crop reads zeros where the crop removed pixels, and a
+    ``ReceptiveField`` would count those pixels."""
+    return Spans.through(axis, [(start + o * every,) * 2 for o in range(units_out)], units_in)
 
 
 def merge(step: Step) -> Op:
     """Residual additions, gating products: the union of the branches' spans, per axis."""
-    return Op(merged_field(step.inputs, step.where), step.value.dims)
+    dims = step.value.dims
+    units = tuple(step.out_shape[d] for d in dims) if dims else ()
+    return Op(merged_field(step.inputs, step.where, units), dims)
 
 
 def concatenate(step: Step) -> Op | CannotFollow:
@@ -254,14 +240,20 @@ def concatenate(step: Step) -> Op | CannotFollow:
     return merge(step)
 
 
-def merged_field(values, where: str) -> Field:
-    """Union of branch fields: the same jump required per axis, span = union of spans."""
+def merged_field(values, where: str, units: tuple[int, ...] = ()) -> Field:
+    """Union of branch fields, per axis: for three-number fields the same jump is required
+    and the span is the union of spans; where a branch has per-unit spans (a decoder's
+    upsampled map beside an encoder's skip connection), each unit's union.
+    ``units``: the merged tensor's length along each axis."""
     fields = [v.field for v in values]
     unknown = next((f for f in fields if f.unknown), None)
     if unknown:
         return unknown
     if any(f.is_global for f in fields):
         return Field.whole_input()
+    if any(f.per_unit for f in fields):
+        return Field(tuple(_union(branch_axes, n) for branch_axes, n in zip(
+            zip(*(f.axes for f in fields), strict=True), units, strict=True)))
     names = AXIS_NAMES.get(len(fields[0].axes), ())
     axes = []
     for a, branch_axes in enumerate(zip(*(f.axes for f in fields), strict=True)):
@@ -275,6 +267,15 @@ def merged_field(values, where: str) -> Field:
         last = max(axis.size - axis.padding for axis in branch_axes)
         axes.append(ReceptiveField(size=last + padding, stride=strides[0], padding=padding))
     return Field(tuple(axes))
+
+
+def _union(branch_axes, units: int) -> ReceptiveField | Spans:
+    """Each unit's span over all branches (empty spans left out)."""
+    pairs = []
+    for o in range(units):
+        spans = [span for axis in branch_axes if (span := axis.span(o)) is not None]
+        pairs.append((min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None)
+    return Spans.through(ReceptiveField(), pairs, units)
 
 
 def permute(step: Step) -> Op:
@@ -308,56 +309,55 @@ def reshape(step: Step) -> Op | CannotFollow:
 
 
 def getitem(step: Step) -> Op | CannotFollow:
-    """Indexing that keeps the spatial axes whole (e.g. channels) keeps the field."""
+    """Indexing: channels or batch picked, and crops by slicing a spatial axis (``x[..., 2:-2,
+    ::2]``: unit ``o`` is the input's unit ``start + o*step``)."""
     dims = step.value.dims
     if dims is None or (len(step.in_shape) == len(step.out_shape) and all(
             step.in_shape[d] == step.out_shape[d] for d in dims)):
         return step.unchanged()
-    return step.cannot("indexing that changes the spatial axes")
+    items = _index_items(concrete(step.node.args[1]), step.ndim)
+    if items is None:
+        return step.cannot("indexing other than by integers and slices")
+    moved, slices = _index_map(items)
+    if any(d not in moved for d in dims):
+        return step.cannot("indexing that drops a spatial axis")
+    if any(isinstance(getattr(slices.get(d), name, 0), torch.fx.Node)
+           for d in dims for name in ("start", "stop", "step")):
+        return step.cannot("a slice computed in a way rfviz could not evaluate")
+    field, new_dims = step.value.field, tuple(moved[d] for d in dims)
+    if not field.known:
+        return step.unchanged(new_dims)
+    axes = []
+    for axis, d, n in zip(field.axes, dims, new_dims, strict=True):
+        start, _, every = slices.get(d, slice(None)).indices(step.in_shape[d])
+        whole = step.in_shape[d] == step.out_shape[n]
+        axes.append(axis if whole else _crop(axis, step.in_shape[d], step.out_shape[n], start,
+                                             every))
+    return Op(Field(tuple(axes)), new_dims)
 
 
-# --- the table ---------------------------------------------------------------------------
-
-MODULE_RULES: dict[type, Rule] = {
-    **dict.fromkeys(CONVOLUTIONS + MAX_POOLS + AVG_POOLS, window),
-    **dict.fromkeys(TRANSPOSED, transposed),
-    **dict.fromkeys(ADAPTIVE_POOLS, adaptive),
-    **dict.fromkeys(ELEMENTWISE_MODULES, same),
-    **dict.fromkeys(SPATIAL_STATISTICS, spatial_statistics),
-    **dict.fromkeys(CONSTANT_PADS + COPYING_PADS, pad),
-    nn.LayerNorm: layer_norm,
-    nn.Flatten: reshape,
-    nn.Linear: linear,
-}
-
-FUNCTION_RULES: dict[object, Rule] = {
-    **dict.fromkeys(MERGING_FUNCTIONS | MERGING_METHODS, merge),
-    **dict.fromkeys(ELEMENTWISE_FUNCTIONS | ELEMENTWISE_METHODS, same),
-    **dict.fromkeys(CONCATENATING, concatenate),
-    **dict.fromkeys(RESHAPING, reshape),
-    **dict.fromkeys(PERMUTING, permute),
-    **dict.fromkeys(REDUCING, reduce),
-    **dict.fromkeys(ADAPTIVE_POOL_FUNCTIONS, adaptive),
-    **dict.fromkeys(set(POOL_FUNCTIONS) | CONV_FUNCTIONS, window),
-    operator.getitem: getitem,
-    F.layer_norm: layer_norm,
-    F.linear: linear,
-    F.pad: pad,
-}
-
-
-def rule_for(op) -> Rule | None:
-    """The rule for a module (by its class or the nearest base class in the table), or for a
-    function or method name; None if rfviz has none."""
-    if isinstance(op, nn.Module):
-        return _module_rule(type(op))
-    try:
-        return FUNCTION_RULES.get(op)
-    except TypeError:  # unhashable target
+def _index_items(index, ndim: int) -> list | None:
+    """The index as one item per input dim or new axis, ``...`` expanded; None if it holds
+    anything but integers, slices, ``None`` and ``...``."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    if not all(item is None or item is Ellipsis or isinstance(item, int | slice)
+               for item in items):
         return None
+    taken = sum(item is not None and item is not Ellipsis for item in items)
+    at = items.index(Ellipsis) if Ellipsis in items else len(items)
+    fill = [slice(None)] * (ndim - taken)
+    return [*items[:at], *fill, *items[at + 1:]]
 
 
-@functools.cache
-def _module_rule(kind: type) -> Rule | None:
-    # cached per class: MODULE_RULES is fixed once this module is imported
-    return next((MODULE_RULES[c] for c in kind.__mro__ if c in MODULE_RULES), None)
+def _index_map(items: list) -> tuple[dict[int, int], dict[int, slice]]:
+    """Where each kept input dim ends up, and the slice taken along it."""
+    moved, slices, d, out = {}, {}, 0, 0
+    for item in items:
+        if item is None:
+            out += 1
+            continue
+        if isinstance(item, slice):
+            moved[d], slices[d] = out, item
+            out += 1
+        d += 1
+    return moved, slices

@@ -23,12 +23,26 @@ from .ops import (
     MERGING_FUNCTIONS,
     MERGING_METHODS,
     POOLS,
+    TRANSPOSED,
     Window,
 )
 
 _SHAPE = "rfviz_shape"
+_VALUE = "rfviz_value"
 # What torch says when a window does not fit its input (modules run on a meta copy).
 _TOO_SMALL = re.compile(r"too small|greater than actual input|smaller than", re.IGNORECASE)
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, tuple | list):
+        return all(isinstance(v, int | float) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def concrete(argument):
+    """An op's argument with the numbers it was computed from filled in (a size read from
+    ``x.shape`` becomes its value at the traced size); a node rfviz did not evaluate stays."""
+    return torch.fx.node.map_arg(argument, lambda node: node.meta.get(_VALUE, node))
 
 
 def shape_of(node: torch.fx.Node) -> tuple[int, ...] | None:
@@ -69,6 +83,8 @@ class MetaShapeProp(torch.fx.Interpreter):
             node.meta[_SHAPE] = tuple(result.shape)
         else:
             node.meta.pop(_SHAPE, None)
+            if _is_number(result):  # sizes read from a tensor, e.g. x.shape[-2:]
+                node.meta[_VALUE] = tuple(result) if isinstance(result, tuple) else result
         return result
 
     def _row_name(self, failing: torch.fx.Node) -> str:
@@ -191,9 +207,9 @@ def meta_copy(model: nn.Module) -> nn.Module:
 
 def input_shape(model: nn.Module, input_size) -> tuple[int, ...]:
     """(1, channels, *spatial) from the first convolution or linear layer."""
-    first = next((m for m in model.modules() if isinstance(m, CONVOLUTIONS + (nn.Linear,))),
-                 None)
-    if isinstance(first, CONVOLUTIONS):
+    first = next((m for m in model.modules()
+                  if isinstance(m, CONVOLUTIONS + TRANSPOSED + (nn.Linear,))), None)
+    if isinstance(first, CONVOLUTIONS + TRANSPOSED):
         spatial, channels = len(first.kernel_size), first.in_channels
     else:
         spatial, channels = 2, 3

@@ -14,8 +14,9 @@ from torch import nn
 from ..field import CannotFollow, Field
 from ..layer_table import LayerRow
 from .ops import SPLITTING
-from .rules import Op, Step, Value, rule_for
+from .rules import Op, Step, Value
 from .shapes import shape_of
+from .table import rule_for
 
 __all__ = ["RowNames", "Walk", "scopes"]
 

@@ -1,0 +1,175 @@
+"""Rules for the ops that make maps larger: transposed convolution, interpolation, pixel
+shuffle. After them, units see spans that depend on their position (:mod:`rfviz.spans`).
+
+Each rule finds, for every output unit along each axis, the first and last input unit it
+reads (a *window*), and hands those to :meth:`rfviz.spans.Spans.through`. A transposed
+convolution's windows follow from its arithmetic; an interpolation's come from torch itself,
+run once on a one-hot probe at the traced size, so every mode, ``align_corners``, size and
+scale factor rounds exactly as it will in the model.
+
+>>> from torch import nn
+>>> windows = transposed_windows(units=6, kernel=3, stride=2, padding=1, dilation=1)
+>>> windows                               # outputs 0, 2, 4 read one input, 1, 3, 5 read two
+[(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 3)]
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..field import CannotFollow, Field
+from ..spans import Spans, Window
+from .ops import Window as ConvWindow
+from .ops import per_axis
+from .rules import Op, Step, _slide
+from .shapes import concrete
+
+__all__ = ["interpolate", "interpolation_windows", "pixel_shuffle", "pixel_unshuffle",
+           "transposed", "transposed_windows"]
+
+
+def transposed_windows(units: int, kernel: int, stride: int, padding: int,
+                       dilation: int) -> list[Window]:
+    """For each output unit of a transposed convolution, the first and last input unit it
+    sums: input ``i`` reaches output ``i*stride - padding + t*dilation`` for tap ``t``.
+
+    Inputs outside the tensor are included (the caller clips them): like a convolution's
+    padding, they read nothing.
+    """
+    windows = []
+    for unit in range(units):
+        reached = [(unit + padding - t * dilation) // stride for t in range(kernel)
+                   if (unit + padding - t * dilation) % stride == 0]
+        windows.append((min(reached), max(reached)) if reached else None)
+    return windows
+
+
+def _through(step: Step, windows_per_axis, params) -> Op:
+    """The new field from each axis's windows; global and unknown fields stay as they are."""
+    value = step.value
+    if not value.field.known or value.dims is None:
+        return Op(value.field, value.dims, params)
+    axes = tuple(Spans.through(axis, windows, step.in_shape[dim])
+                 for axis, dim, windows in zip(value.field.axes, value.dims, windows_per_axis,
+                                               strict=True))
+    return Op(Field(axes), value.dims, params)
+
+
+def transposed(step: Step) -> Op:
+    """``ConvTranspose*d`` with any stride, padding, output_padding, dilation and groups.
+
+    At stride 1 it is a convolution with the same kernel and padding
+    ``dilation*(kernel-1) - padding`` (negative: a crop): the field keeps its three numbers.
+    With a larger stride, output units see spans that depend on their position modulo the
+    stride (the checkerboard when the kernel is not a multiple of the stride).
+    """
+    module = step.module
+    conv = ConvWindow.from_module(module)
+    params = {"kernel": conv.kernel, "stride": conv.stride, "padding": conv.padding,
+              "dilation": conv.dilation}
+    if all(s == 1 for s in conv.stride):
+        crop = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding,
+                                                        conv.dilation, strict=True))
+        op = _slide(step, conv._replace(padding=crop, kind="conv"))
+        return op._replace(params=params)
+    dims = step.value.dims or ()
+    windows = [transposed_windows(step.out_shape[dim], k, s, p, d) for dim, k, s, p, d
+               in zip(dims, conv.kernel, conv.stride, conv.padding, conv.dilation, strict=True)]
+    return _through(step, windows, params)
+
+
+# F.interpolate's arguments after the input, in order, with torch's defaults
+_INTERPOLATE = (("size", None), ("scale_factor", None), ("mode", "nearest"),
+                ("align_corners", None), ("recompute_scale_factor", None), ("antialias", False))
+_SHORTHANDS = {F.upsample_nearest: {"mode": "nearest"},
+               F.upsample_bilinear: {"mode": "bilinear", "align_corners": True}}
+
+
+def _interpolation_arguments(step: Step) -> dict:
+    if step.module is not None:
+        m = step.module
+        return {"size": m.size, "scale_factor": m.scale_factor, "mode": m.mode,
+                "align_corners": m.align_corners,
+                "recompute_scale_factor": m.recompute_scale_factor, "antialias": False}
+    target = step.node.target
+    names = _INTERPOLATE[:2] if target in _SHORTHANDS else _INTERPOLATE
+    arguments = {name: step.argument(position, name, default)
+                 for position, (name, default) in enumerate(names, start=1)}
+    arguments.update(_SHORTHANDS.get(target, {}))
+    arguments.setdefault("antialias", False)
+    return {name: concrete(value) for name, value in arguments.items()}
+
+
+def interpolation_windows(units_in: int, units_out: int, axis: int, spatial: int,
+                          arguments: dict) -> list[Window]:
+    """For each output unit along ``axis``, the first and last input unit with a nonzero
+    weight, found by running ``F.interpolate`` on a one-hot probe (float64).
+
+    The probe has one channel per input unit along ``axis`` (a one at that unit, the same
+    along the other axes) and length 2 along the other axes, kept at scale 1. (Not 1:
+    torch's antialiased interpolation gives other weights when an axis has length 1.)
+
+    >>> interpolation_windows(4, 8, 0, 1, {"scale_factor": 2.0, "mode": "linear",
+    ...                                    "align_corners": False})
+    [(0, 0), (0, 1), (0, 1), (1, 2), (1, 2), (2, 3), (2, 3), (3, 3)]
+    """
+    shape = [1, units_in] + [units_in if a == axis else 1 for a in range(spatial)]
+    probe = torch.eye(units_in, dtype=torch.float64).reshape(shape)
+    probe = probe.expand(1, units_in, *(units_in if a == axis else 2
+                                        for a in range(spatial))).contiguous()
+    kwargs = dict(arguments)
+    if kwargs.get("size") is not None:
+        sizes = per_axis(kwargs["size"], spatial)
+        kwargs["size"] = tuple(sizes[a] if a == axis else 2 for a in range(spatial))
+    else:
+        factors = per_axis(kwargs["scale_factor"], spatial)
+        kwargs["scale_factor"] = tuple(float(factors[a]) if a == axis else 1.0
+                                       for a in range(spatial))
+    out = F.interpolate(probe, **kwargs)
+    if out.shape[2 + axis] != units_out:
+        raise ValueError(f"the probe gave {out.shape[2 + axis]} units, the model {units_out}")
+    others = tuple(1 + a for a in range(spatial) if a != axis)
+    reached = (out[0] != 0).any(dim=others) if others else out[0] != 0  # (units_in, units_out)
+    windows = []
+    for column in reached.T:
+        inputs = torch.nonzero(column).flatten()
+        windows.append((int(inputs[0]), int(inputs[-1])) if len(inputs) else None)
+    return windows
+
+
+def interpolate(step: Step) -> Op | CannotFollow:
+    """``nn.Upsample`` / ``F.interpolate``: every mode, explicit sizes or scale factors."""
+    arguments = _interpolation_arguments(step)
+    value = step.value
+    if not value.field.known or value.dims is None:
+        return step.unchanged()
+    if any(isinstance(v, torch.fx.Node) for v in (arguments["size"], arguments["scale_factor"])):
+        return step.cannot("its output size is computed in a way rfviz could not evaluate")
+    spatial = len(value.dims)
+    windows = [interpolation_windows(step.in_shape[dim], step.out_shape[dim], axis, spatial,
+                                     arguments) for axis, dim in enumerate(value.dims)]
+    return _through(step, windows, {})
+
+
+def _factor(step: Step, name: str) -> int:
+    if step.module is not None:
+        return getattr(step.module, name)
+    return concrete(step.argument(1, name))
+
+
+def pixel_shuffle(step: Step) -> Op:
+    """``PixelShuffle(r)``: channels become an r × r block, so output ``o`` is input ``o // r``."""
+    r = _factor(step, "upscale_factor")
+    dims = step.value.dims or ()
+    windows = [[(o // r, o // r) for o in range(step.out_shape[dim])] for dim in dims]
+    return _through(step, windows, {})
+
+
+def pixel_unshuffle(step: Step) -> Op:
+    """``PixelUnshuffle(r)``: each r × r block becomes channels, a window of r with stride r."""
+    r = _factor(step, "downscale_factor")
+    n = len(step.value.dims or ())
+    op = _slide(step, ConvWindow.of(r, r, 0, 1, n=n))
+    return op._replace(params={"kernel": op.params["kernel"], "stride": op.params["stride"]})
+

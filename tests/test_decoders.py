@@ -1,0 +1,323 @@
+"""Fields through decoders (transposed convolution, interpolation, pixel shuffle, crops,
+skip connections) against torch's gradients, for every output unit."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rfviz import RfvizWarning, receptive_field, trace
+from rfviz.spans import Spans
+
+
+def positive(model: nn.Module) -> nn.Module:
+    """float64, eval, weights positive and biases zero: a linear map (the test models have no
+    activations) in which no sum of paths cancels to zero."""
+    model = model.double().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.uniform_(0.1, 1.0) if name.endswith("weight") else p.zero_()
+    return model
+
+
+def gradient_spans(model: nn.Module, shape) -> dict[tuple[int, ...], tuple]:
+    """Every output unit's bounding box, per spatial axis, of the input pixels its gradient
+    reaches (None per axis where it reaches none).
+
+    The model is linear, so its Jacobian's column for pixel ``j`` is the model applied to
+    the image that is 1 at ``j`` (in every channel) and 0 elsewhere: one batched forward pass.
+    """
+    spatial = shape[2:]
+    pixels = torch.eye(int(torch.tensor(spatial).prod()), dtype=torch.float64)
+    basis = pixels.reshape(-1, 1, *spatial).expand(-1, shape[1], *spatial)
+    with torch.no_grad():
+        reached = model(basis).ne(0).any(1)  # (pixel, *out_spatial)
+    reached = reached.reshape(*spatial, *reached.shape[1:])  # (*in, *out)
+    n = len(spatial)
+    spans = {}
+    for unit in _units(tuple(reached.shape[n:])):
+        mask = reached[(..., *unit)]
+        per_axis = []
+        for axis in range(n):
+            others = tuple(d for d in range(n) if d != axis)
+            hits = torch.nonzero(mask.any(dim=others) if others else mask).flatten()
+            per_axis.append((int(hits[0]), int(hits[-1])) if len(hits) else None)
+        spans[unit] = tuple(per_axis)
+    return spans
+
+
+def _units(sizes):
+    if not sizes:
+        yield ()
+        return
+    for first in range(sizes[0]):
+        for rest in _units(sizes[1:]):
+            yield (first, *rest)
+
+
+def inside(span, size) -> bool:
+    return span is None or (span[0] >= 0 and span[1] <= size - 1)
+
+
+def assert_every_unit_exact(model: nn.Module, shape, *, periods: int = 1):
+    """The traced field's span of every output unit whose span lies inside the input is the
+    gradient's, and those units include ``periods`` whole periods of every axis.
+
+    (At the border a field's span may be longer than the gradient's: a field counts padding
+    units as pixels, and a convolution may drop the image's last pixels, so padding past the
+    end stands where pixels the field counts were never read.)
+    """
+    model = positive(model)
+    field = receptive_field(model, None, tuple(shape[2:]))
+    measured = gradient_spans(model, shape)
+    checked = [set() for _ in shape[2:]]
+    for unit, spans in measured.items():
+        predicted = tuple(axis.span(i) for axis, i in zip(field.axes, unit, strict=True))
+        if not all(inside(p, n) for p, n in zip(predicted, shape[2:], strict=True)):
+            continue
+        assert predicted == spans, f"unit {unit}: rfviz {predicted}, gradient {spans}"
+        for axis, i in enumerate(unit):
+            checked[axis].add(i)
+    for axis, units in zip(field.axes, checked, strict=True):
+        period = getattr(axis, "period", 1) or len(units) or 1
+        runs = _longest_run(units)
+        assert runs >= periods * period, f"only {runs} consecutive units checked, period {period}"
+    return field
+
+
+def _longest_run(units: set[int]) -> int:
+    best = run = 0
+    for u in range(max(units, default=-1) + 2):
+        run = run + 1 if u in units else 0
+        best = max(best, run)
+    return best
+
+
+# --- transposed convolution ---------------------------------------------------------------
+
+TRANSPOSED = [  # kernel, stride, padding, output_padding, dilation, groups
+    (3, 2, 1, 1, 1, 1),  # the checkerboard: 1, 2, 1, 2 inputs
+    (4, 2, 1, 0, 1, 1),  # DCGAN's doubling
+    (2, 2, 0, 0, 1, 1),  # U-Net's up-convolution: no overlap
+    (3, 3, 0, 2, 1, 2),
+    (5, 2, 2, 1, 1, 1),
+    (3, 2, 0, 0, 2, 1),  # dilation 2, stride 2: odd outputs read nothing
+    (1, 3, 0, 0, 1, 1),  # kernel < stride: gaps
+    (7, 4, 3, 3, 1, 1),
+]
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "output_padding", "dilation",
+                          "groups"), TRANSPOSED)
+def test_transposed_convolution_1d_every_unit(kernel, stride, padding, output_padding,
+                                              dilation, groups):
+    conv = nn.ConvTranspose1d(2, 2, kernel, stride, padding, output_padding, groups,
+                              dilation=dilation)
+    assert_every_unit_exact(nn.Sequential(conv), (1, 2, 9))
+
+
+def test_random_stacks_of_transposed_and_plain_convolutions():
+    rng = random.Random(7)
+    for _ in range(25):
+        layers, c = [], 1
+        for _ in range(rng.randint(2, 4)):
+            k, s = rng.randint(1, 5), rng.randint(1, 3)
+            if rng.random() < 0.5:
+                p = rng.randint(0, (k - 1) // 2)
+                layers.append(nn.ConvTranspose1d(c, 2, k, s, p, rng.randint(0, s - 1)))
+            else:
+                layers.append(nn.Conv1d(c, 2, k, s, rng.randint(0, k // 2)))
+            c = 2
+        net = nn.Sequential(*layers)
+        try:  # long enough for a few units whose field lies inside
+            size = 24 + 3 * receptive_field(net, None, (24,)).size[0]
+            net(torch.zeros(1, 1, size))
+        except (RuntimeError, ValueError):  # a random stack that shrinks to nothing
+            continue
+        assert_every_unit_exact(net, (1, 1, size))
+
+
+def test_transposed_2d_keeps_h_and_w_apart():
+    net = nn.Sequential(nn.ConvTranspose2d(1, 2, (3, 4), (2, 1), (1, 0)))
+    field = assert_every_unit_exact(net, (1, 1, 6, 5))
+    assert isinstance(field.h, Spans) and field.w.size == 4  # W: stride 1, a plain field
+
+
+def test_the_checkerboard_is_in_the_field():
+    field = receptive_field(nn.Sequential(nn.ConvTranspose1d(1, 1, 3, 2, 1, 1)), None, (8,))
+    (axis,) = field.axes
+    assert [axis.span(o) for o in range(6)] == [(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 3)]
+    assert axis.size == 2 and axis.stride == 0.5 and axis.period == 2
+    assert str(field) == "up to 2 px, jump 1/2, per unit"
+
+
+# --- interpolation ------------------------------------------------------------------------
+
+INTERPOLATIONS = [
+    {"scale_factor": 2, "mode": "nearest"},
+    {"scale_factor": 3, "mode": "nearest-exact"},
+    {"scale_factor": 2, "mode": "bilinear", "align_corners": False},
+    {"scale_factor": 3, "mode": "bilinear", "align_corners": False},
+    {"scale_factor": 2, "mode": "bilinear", "align_corners": True},
+    {"scale_factor": 2, "mode": "bicubic", "align_corners": False},
+    {"scale_factor": 2, "mode": "bicubic", "align_corners": True},
+    {"size": (13, 8), "mode": "bilinear", "align_corners": False},
+    {"size": (13, 8), "mode": "nearest"},
+    {"scale_factor": 1.5, "mode": "bilinear", "align_corners": False},
+    {"scale_factor": (1.7, 2.5), "mode": "nearest", "recompute_scale_factor": True},
+    {"scale_factor": 0.5, "mode": "bilinear", "antialias": True},
+    {"size": (4, 3), "mode": "area"},
+]
+
+
+@pytest.mark.parametrize("kwargs", INTERPOLATIONS, ids=lambda k: "-".join(map(str, k.values())))
+def test_upsample_every_unit(kwargs):
+    antialias = kwargs.pop("antialias", False)
+    if antialias:
+        class Resize(nn.Module):
+            def forward(self, x):
+                return F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True)
+        net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Resize())
+    else:
+        net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Upsample(**kwargs))
+    assert_every_unit_exact(net, (1, 1, 9, 7))
+
+
+def test_interpolate_to_a_size_read_from_another_tensor():
+    class Head(nn.Module):  # fcn's and deeplab's head: back to the input's size
+        def __init__(self):
+            super().__init__()
+            self.down = nn.Conv2d(1, 2, 3, stride=4, padding=1)
+
+        def forward(self, x):
+            size = x.shape[-2:]
+            return F.interpolate(self.down(x), size=size, mode="bilinear", align_corners=False)
+
+    assert_every_unit_exact(Head(), (1, 1, 17, 11))
+
+
+def test_pixel_shuffle_and_unshuffle():
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.PixelShuffle(2), nn.Conv2d(2, 4, 3),
+                        nn.PixelUnshuffle(2))
+    assert_every_unit_exact(net, (1, 1, 8, 6))
+
+    class Functional(nn.Module):
+        def forward(self, x):
+            return F.pixel_unshuffle(F.pixel_shuffle(x, 2), 2)
+
+    assert_every_unit_exact(nn.Sequential(nn.Conv2d(1, 4, 3), Functional()), (1, 1, 7, 7))
+
+
+def test_crops_by_slicing():
+    class Crop(nn.Module):
+        def forward(self, x):
+            return x[:, :, 2:-1, 1::2]
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), Crop(), nn.Conv2d(2, 2, 3, padding=1))
+    field = assert_every_unit_exact(net, (1, 1, 10, 9))
+    assert field.h.span(0) == (1, 4) and field.w.span(0) == (0, 4)  # the crop's zeros: none
+
+
+def test_unet_skip_connection_merges_each_units_spans():
+    class TinyUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Conv2d(1, 2, 3, padding=1)
+            self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, padding=1))
+            self.up = nn.ConvTranspose2d(2, 2, 2, stride=2)
+            self.dec = nn.Conv2d(4, 1, 3, padding=1)
+
+        def forward(self, x):
+            skip = self.enc(x)
+            return self.dec(torch.cat([skip, self.up(self.down(skip))], dim=1))
+
+    model = positive(TinyUNet())
+    model.down[0] = nn.AvgPool2d(2)  # a max pool's gradient goes to one winner per window
+    assert_every_unit_exact(model, (1, 1, 24, 20))
+
+
+def test_spatial_concatenation_is_refused():
+    class Tile(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x], dim=-1)
+
+    with pytest.warns(RfvizWarning, match="concatenation along a spatial axis"):
+        table = trace(nn.Sequential(nn.Conv2d(1, 1, 3), Tile()), (8, 8))
+    assert table[-1].field.unknown
+
+
+def test_spans_refuse_units_outside_the_traced_size():
+    field = receptive_field(nn.Sequential(nn.Upsample(scale_factor=2)), None, (4, 4))
+    with pytest.raises(ValueError, match=r"unit=8 is out of range: .* valid: 0 ≤ unit ≤ 7"):
+        field.span((8, 0))
+
+
+# --- real networks ------------------------------------------------------------------------
+
+
+def measured_spans(model: nn.Module, size, units, samples: int = 2) -> list[tuple]:
+    """Per unit, the bounding box per axis of where its gradient lands (float64, eval mode,
+    random inputs; one forward pass per sample, one backward pass per unit)."""
+    from rfviz.probe import truncate
+
+    cut, shape, _ = truncate(model, None, size)
+    generator = torch.Generator().manual_seed(0)
+    reached = [0] * len(units)
+    for _ in range(samples):
+        x = torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
+        out = cut(x)[0]
+        for k, unit in enumerate(units):
+            (grad,) = torch.autograd.grad(out[(slice(None), *unit)].sum(), x, retain_graph=True)
+            reached[k] = reached[k] + grad[0].abs().sum(0)
+    spans = []
+    for mask in reached:
+        hits = [torch.nonzero(mask.ne(0).any(dim=1 - axis)).flatten() for axis in (0, 1)]
+        spans.append(tuple((int(h[0]), int(h[-1])) for h in hits))
+    return spans
+
+
+def cut_to(span, size):
+    return max(span[0], 0), min(span[1], size - 1)
+
+
+def test_unet_with_a_resnet_encoder_every_phase():
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    torch.manual_seed(0)
+    model = smp.Unet("resnet18", encoder_weights=None, classes=1, encoder_depth=3,
+                     decoder_channels=(64, 32, 16))
+    size = (192, 192)
+    field = receptive_field(model, None, size)
+    assert field.per_unit and field.h.period == 8 and field.h.stride == 1
+    units = [(88 + k, 88 + k) for k in range(8)]  # every phase of both axes
+    for unit, spans in zip(units, measured_spans(model, size, units), strict=True):
+        predicted = field.span(unit)
+        assert all(inside(p, n) for p, n in zip(predicted, size, strict=True))
+        assert predicted == spans, unit
+
+
+def test_fcn_resnet50_two_phases_of_its_bilinear_head():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None)
+    size = (480, 480)
+    field = receptive_field(model, None, size)
+    assert field.per_unit and field.h.period == 8
+    units = [(240, 240), (243, 243)]
+    for unit, spans in zip(units, measured_spans(model, size, units, samples=1), strict=True):
+        predicted = field.span(unit)
+        assert all(inside(p, n) for p, n in zip(predicted, size, strict=True)), predicted
+        assert predicted == spans, unit
+
+
+@pytest.mark.parametrize("name", ["deeplabv3_resnet50", "lraspp_mobilenet_v3_large"])
+def test_segmentation_heads_with_image_pooling_are_global(name):
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    field = receptive_field(model, None, (224, 224))
+    assert field.is_global and str(field) == "global"
