@@ -124,9 +124,10 @@ def _check_followed(field, layer) -> None:
 
 
 def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins:
-    """Margins of a field whose units see different spans (after upsampling): the largest
-    reach before and after a unit's position over the units whose span lies inside the
-    image, traced at a size (a multiple of the grid) that holds a few whole fields."""
+    """Margins of a field whose units see different spans (after upsampling), for tiles
+    that keep whole grid cells: how far before its position the first unit of a cell reads,
+    and how far after the last one does, at most over the units whose span lies inside the
+    image, traced at a size that holds a few whole fields."""
     sizes = _sizes(model, input_size)
     for _ in range(4):  # the field seen at a small size is cut short by the image's borders
         table = _trace(model, sizes)
@@ -138,7 +139,8 @@ def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins
             break
         sizes = tuple(max(n, m) for n, m in zip(sizes, needed, strict=True))
     before, after, stride = [], [], []
-    for axis, n, name in zip(field.axes, sizes, ("height", "width")[-len(sizes):], strict=False):
+    names = {1: ("length",), 2: ("height", "width")}.get(len(sizes), ("depth", "height", "width"))
+    for axis, n, g, name in zip(field.axes, sizes, grid, names, strict=True):
         jump = Fraction(axis.stride)
         if jump.denominator != 1:
             raise FieldError(f"layer={layer!r}: its units are {jump} pixel apart along the "
@@ -147,11 +149,15 @@ def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins
         j = int(jump)
         inside = [(u, span) for u in range(len(axis)) if (span := axis.span(u)) is not None
                   and span[0] >= 0 and span[1] <= n - 1]
-        if len(inside) < (axis.period or 1):
+        if len(inside) < max(axis.period or 1, g // j):
             raise FieldError(f"layer={layer!r}: no whole period of units lies inside a "
                              f"{n}-pixel image along the {name}; margins cannot be measured")
-        before.append(max(u * j - first for u, (first, _) in inside))
-        after.append(max(last + 1 - (u + 1) * j for u, (_, last) in inside))
+        # Tiles keep whole grid cells: the first unit a tile keeps starts a cell, the last
+        # ends one, and (spans growing with the unit) those two need the most context.
+        cell = g // j
+        before.append(max(u * j - first for u, (first, _) in inside if u % cell == 0))
+        after.append(max(last + 1 - (u + 1) * j for u, (_, last) in inside
+                         if u % cell == cell - 1))
         stride.append(j)
     return Margins(tuple(before), tuple(after), tuple(stride), grid)
 
