@@ -58,3 +58,18 @@ def test_photograph_is_real_and_resized():
     assert image.shape == (60, 40, 3)
     assert 0 <= image.min() < image.max() <= 1
     assert image.std() > 0.1  # a picture, not a flat field
+
+
+def test_a_per_unit_field_draws_each_units_own_span():
+    from torch import nn
+
+    from rfviz import receptive_field
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.Upsample(scale_factor=2),
+                        nn.Conv2d(8, 4, 3, 1, 1))
+    field = receptive_field(net, None, (48, 40))
+    for unit in [(10, 20), (11, 20), (0, 0)]:
+        (top, bottom), (left, right) = field.span(unit)
+        title = draw_overlay2d(np.zeros((48, 40)), field, unit).axes[0].get_title()
+        assert f"rows {top}…{bottom}, columns {left}…{right}" in title
+        assert f"{bottom - top + 1}×{right - left + 1} px" in title

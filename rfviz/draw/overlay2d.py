@@ -19,6 +19,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..field import Field, FieldError, ReceptiveField
+from ..spans import Spans
 from .colours import HEAT_COLORMAP, PALETTE
 
 __all__ = ["draw_overlay2d", "photograph"]
@@ -60,8 +61,10 @@ def _axes_fields(field) -> tuple[ReceptiveField, ReceptiveField]:
                     f"got {field!r}")
 
 
-def _units(axis: ReceptiveField, pixels: int) -> int:
-    """Units along an axis whose field centre lies inside ``pixels``."""
+def _units(axis: ReceptiveField | Spans, pixels: int) -> int:
+    """Units along an axis whose field centre lies inside ``pixels`` (per-unit spans: all)."""
+    if isinstance(axis, Spans):
+        return len(axis)
     count = 0
     while axis.center(count) <= pixels - 1:
         count += 1
@@ -101,8 +104,7 @@ def draw_overlay2d(image, field, unit: tuple[int, int] = (0, 0), erf: np.ndarray
     ax.add_patch(Rectangle(**box, facecolor="none", edgecolor=PALETTE["field"], linewidth=2.2,
                            zorder=4))
     n_h, n_w = grid or (_units(field_h, height), _units(field_w, width))
-    rows, cols = np.meshgrid([field_h.center(i) for i in range(n_h)],
-                             [field_w.center(j) for j in range(n_w)], indexing="ij")
+    rows, cols = np.meshgrid(_centres(field_h, n_h), _centres(field_w, n_w), indexing="ij")
     ax.scatter(cols.ravel(), rows.ravel(), s=6, color="white", edgecolors="black",
                linewidths=0.4, zorder=3)
     ax.scatter([field_w.center(unit[1])], [field_h.center(unit[0])], s=60, marker="+",
@@ -113,13 +115,19 @@ def draw_overlay2d(image, field, unit: tuple[int, int] = (0, 0), erf: np.ndarray
     return ax.figure
 
 
+def _centres(axis: ReceptiveField | Spans, units: int) -> list[float]:
+    """Field centres of the first ``units`` units (those that read no pixel have none)."""
+    return [axis.center(i) for i in range(units) if axis.span(i) is not None]
+
+
 def _title(unit, field_h, field_w, height, width) -> str:
     (top, bottom), (left, right) = field_h.span(unit[0]), field_w.span(unit[1])
     inside = (max(0, min(bottom, height - 1) - max(top, 0) + 1)
               * max(0, min(right, width - 1) - max(left, 0) + 1))
-    total = field_h.size * field_w.size
+    rows, columns = bottom - top + 1, right - left + 1  # this unit's (spans differ per unit)
+    total = rows * columns
     text = (f"unit {tuple(unit)}: rows {top}…{bottom}, columns {left}…{right}\n"
-            f"{field_h.size}×{field_w.size} px")
+            f"{rows}×{columns} px")
     if inside < total:
         text += f", {total - inside} of them in the padding (hatched)"
     return text
