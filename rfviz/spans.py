@@ -41,6 +41,7 @@ class Spans:
     for a unit that reads no input pixel (e.g. a dilated transposed convolution's gaps)."""
 
     pairs: tuple[Window, ...]
+    ratio: Fraction | None = None  # input pixels per unit, from the sizes (see ``stride``)
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -61,7 +62,9 @@ class Spans:
         Units of ``below`` outside ``0 … units_below-1`` are padding: a ``ReceptiveField``
         counts them in its span (as a convolution's field does), a ``Spans`` has none.
         """
-        return cls(tuple(_reach(below, window, units_below) for window in windows))
+        below_jump = below.stride if isinstance(below, ReceptiveField) else below.ratio
+        ratio = None if below_jump is None else below_jump * Fraction(units_below, len(windows))
+        return cls(tuple(_reach(below, window, units_below) for window in windows), ratio)
 
     def then(self, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1, *,
              units: int) -> Spans:
@@ -97,10 +100,15 @@ class Spans:
     @cached_property
     def stride(self) -> Fraction:
         """The jump: input pixels per unit, a fraction where units share pixels in turns
-        (1/2 after upsampling by 2). Over one period away from the borders, else on average."""
+        (1/2 after upsampling by 2): how far the spans move over one period, away from the
+        borders. Where no period shows (a field wider than the traced image is cut by its
+        borders everywhere), the ratio of the sizes: each op's input units per output unit,
+        multiplied down the network."""
         period, shift = _period(self.pairs)
         if period is not None:
             return Fraction(shift, period)
+        if self.ratio is not None:
+            return self.ratio
         known = [(o, pair[0]) for o, pair in enumerate(self.pairs) if pair]
         (o0, f0), (o1, f1) = known[0], known[-1]
         return Fraction(f1 - f0, o1 - o0) if o1 > o0 else Fraction(0)

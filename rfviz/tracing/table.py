@@ -16,6 +16,7 @@ import operator
 import torch.nn.functional as F
 from torch import nn
 
+from .crops import getitem, pad
 from .decoders import interpolate, pixel_shuffle, pixel_unshuffle, transposed
 from .ops import (
     ADAPTIVE_POOL_FUNCTIONS,
@@ -46,11 +47,9 @@ from .rules import (
     Rule,
     adaptive,
     concatenate,
-    getitem,
     layer_norm,
     linear,
     merge,
-    pad,
     permute,
     reduce,
     reshape,
