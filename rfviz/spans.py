@@ -127,11 +127,9 @@ def _reach(below: ReceptiveField | Spans, window: Window, units_below: int) -> W
     low, high = window
     if isinstance(below, ReceptiveField):
         return below.span(low)[0], below.span(high)[1]
-    low, high = max(low, 0), min(high, units_below - 1)
-    firsts = (below.pairs[u] for u in range(low, high + 1))
-    lasts = (below.pairs[u] for u in range(high, low - 1, -1))
-    first, last = next(filter(None, firsts), None), next(filter(None, lasts), None)
-    return None if first is None else (first[0], last[1])
+    # every unit of the window: after a reflecting pad, the first need not see the first pixel
+    spans = [span for span in below.pairs[max(low, 0):min(high, units_below - 1) + 1] if span]
+    return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
 
 
 def _period(pairs: tuple[Window, ...]) -> tuple[int | None, int]:

@@ -321,3 +321,27 @@ def test_segmentation_heads_with_image_pooling_are_global(name):
     model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
     field = receptive_field(model, None, (224, 224))
     assert field.is_global and str(field) == "global"
+
+
+@pytest.mark.parametrize("pad", [nn.ReflectionPad2d((2, 1, 3, 0)), nn.ReplicationPad2d(2),
+                                 nn.CircularPad2d((1, 2, 0, 3)), nn.ZeroPad2d((2, -1, -2, 1))],
+                         ids=lambda m: type(m).__name__)
+def test_pads_that_copy_pixels_and_crops(pad):
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), pad, nn.Conv2d(2, 2, 3, stride=2))
+    assert_every_unit_exact(net, (1, 1, 14, 11))
+
+
+def test_a_reflecting_pad_shows_its_copies_in_the_border_units_span():
+    net = nn.Sequential(nn.ReflectionPad1d(2), nn.Conv1d(1, 1, 3))
+    field = receptive_field(net, None, (8,))
+    # output 0 reads padded units 0..2 = input pixels 2, 1, 0: the first pixel twice over
+    assert field.span((0,)) == ((0, 2),) and field.span((2,)) == ((0, 2),)
+
+
+def test_functional_reflect_pad():
+    class Reflect(nn.Module):
+        def forward(self, x):
+            return F.pad(x, (1, 3, 2, 2), mode="reflect")
+
+    assert_every_unit_exact(nn.Sequential(nn.Conv2d(1, 2, 3), Reflect(), nn.Conv2d(2, 1, 3)),
+                            (1, 1, 12, 13))

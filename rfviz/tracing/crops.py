@@ -1,5 +1,6 @@
 """Padding and crops: a constant pad moves every unit by its left amount; a crop (slicing a
-spatial axis, or padding by a negative amount) picks units, and gives per-unit spans.
+spatial axis, or padding by a negative amount) picks units, and a pad that copies pixels
+(reflect, replicate, circular) puts copies at the border: both give per-unit spans.
 
 >>> from torch import nn
 >>> from rfviz import receptive_field
@@ -14,39 +15,60 @@ import torch.fx
 
 from ..field import CannotFollow, Field, ReceptiveField
 from ..spans import Spans
-from .ops import CONSTANT_PADS
 from .rules import Op, Step, _then
 from .shapes import concrete
 
 __all__ = ["getitem", "pad"]
 
 
-def pad(step: Step) -> Op | CannotFollow:
-    """Padding with a constant (``ZeroPad2d``, ``ConstantPad*d``, ``F.pad``): every unit moves
-    by the left (top) amount — a kernel-1 layer with that padding, negative for a crop. Padding
-    that copies pixels (reflect, replicate, circular) makes units near the border see copies of
-    pixels further in: no single span describes every unit."""
+def pad(step: Step) -> Op:
+    """Padding, module or ``F.pad``. With a constant (``ZeroPad2d``, ``ConstantPad*d``) every
+    unit moves by the left (top) amount: a kernel-1 layer with that padding. A negative
+    amount crops. Padding that copies pixels (reflect, replicate, circular) gives each new
+    unit the pixel it copies: per-unit spans, the copies included."""
     if step.module is not None:
-        amounts, mode = step.module.padding, ("constant" if isinstance(step.module, CONSTANT_PADS)
-                                               else type(step.module).__name__)
+        kind = type(step.module).__name__
+        amounts = step.module.padding
+        mode = next((m for prefix, m in _MODES.items() if kind.startswith(prefix)), "constant")
     else:
-        amounts, mode = step.argument(1, "pad"), step.argument(2, "mode", "constant")
-    if mode != "constant":
-        return step.cannot(f"{mode} padding copies pixels near the border, so units there see "
-                           "pixels their span does not give")
+        amounts, mode = concrete(step.argument(1, "pad")), step.argument(2, "mode", "constant")
     field, dims = step.value.field, step.value.dims
     if not field.known or dims is None:
         return step.unchanged()
-    # F.pad's pairs run from the last tensor dim backwards: (left, right, top, bottom, ...)
+    # F.pad's pairs run from the last tensor dim backwards: (left, right, top, bottom, ...);
+    # modules hold one amount per side of each axis in the same order
+    amounts = tuple(amounts) if isinstance(amounts, tuple | list) else (amounts,) * 2 * len(dims)
     before = {step.ndim - 1 - k: amounts[2 * k] for k in range(len(amounts) // 2)}
     after = {step.ndim - 1 - k: amounts[2 * k + 1] for k in range(len(amounts) // 2)}
     axes = []
     for axis, d in zip(field.axes, dims, strict=True):
-        if before.get(d, 0) < 0 or after.get(d, 0) < 0:
-            axes.append(_crop(axis, step.in_shape[d], step.out_shape[d], -before[d], 1))
+        left, n = before.get(d, 0), step.in_shape[d]
+        if mode != "constant" and (left or after.get(d, 0)):
+            copied = [(_copied(mode, o - left, n),) * 2 for o in range(step.out_shape[d])]
+            axes.append(Spans.through(axis, copied, n))
+        elif left < 0 or after.get(d, 0) < 0:
+            axes.append(_crop(axis, n, step.out_shape[d], -left, 1))
         else:
-            axes.append(_then(axis, step.out_shape[d], 1, 1, before.get(d, 0)))
+            axes.append(_then(axis, step.out_shape[d], 1, 1, left))
     return Op(Field(tuple(axes)), dims, {"padding": tuple(before.get(d, 0) for d in dims)})
+
+
+_MODES = {"Reflection": "reflect", "Replication": "replicate", "Circular": "circular"}
+
+
+def _copied(mode: str, index: int, n: int) -> int:
+    """The input unit a copying pad puts at ``index`` (−1 is the first unit left of the input).
+
+    >>> [_copied("reflect", i, 4) for i in range(-2, 6)]
+    [2, 1, 0, 1, 2, 3, 2, 1]
+    """
+    if mode == "replicate":
+        return min(max(index, 0), n - 1)
+    if mode == "circular":
+        return index % n
+    period = 2 * (n - 1)  # reflect: ... 2 1 [0 1 2 3] 2 1 0 1 ...
+    index %= period
+    return index if index < n else period - index
 
 
 def _crop(axis: ReceptiveField | Spans, units_in: int, units_out: int, start: int,
