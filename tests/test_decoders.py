@@ -345,3 +345,10 @@ def test_functional_reflect_pad():
 
     assert_every_unit_exact(nn.Sequential(nn.Conv2d(1, 2, 3), Reflect(), nn.Conv2d(2, 1, 3)),
                             (1, 1, 12, 13))
+
+
+def test_transposed_3d_and_trilinear_keep_every_axis_apart():
+    net = nn.Sequential(nn.ConvTranspose3d(1, 2, (3, 2, 4), (2, 2, 1), (1, 0, 1)),
+                        nn.Upsample(scale_factor=(1, 2, 1), mode="trilinear"))
+    field = assert_every_unit_exact(net, (1, 1, 5, 4, 6))
+    assert field.per_unit and len(field.axes) == 3
