@@ -352,3 +352,13 @@ def test_transposed_3d_and_trilinear_keep_every_axis_apart():
                         nn.Upsample(scale_factor=(1, 2, 1), mode="trilinear"))
     field = assert_every_unit_exact(net, (1, 1, 5, 4, 6))
     assert field.per_unit and len(field.axes) == 3
+
+
+def test_a_stride_one_transposed_conv_that_crops_then_a_padded_conv():
+    # padding 3 > kernel - 1 = 2: it crops a pixel on each side, and the conv after it pads
+    # with zeros where the crop removed pixels
+    net = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.ConvTranspose1d(2, 2, 3, padding=3),
+                        nn.Conv1d(2, 1, 3, padding=1))
+    field = assert_every_unit_exact(net, (1, 1, 16))
+    assert isinstance(field.axes[0], Spans)  # a crop: per-unit spans
+    assert field.span((0,)) == ((0, 5),)     # conv unit -1 is a zero: units 0, 1 -> mid 1..4

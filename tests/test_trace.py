@@ -455,15 +455,18 @@ class PadThenConv(nn.Module):
         return self.b(torch.nn.functional.pad(self.a(x), self.amounts))
 
 
-@pytest.mark.parametrize("net", [
-    nn.Sequential(nn.ZeroPad2d((1, 2, 3, 0)), conv(3, c_in=1), conv(3, 2)),
-    nn.Sequential(nn.ConstantPad2d((0, 0, 2, 1), 0.5), conv(3, c_in=1), nn.MaxPool2d(2)),
-    PadThenConv((2, 0, 1, 3)), PadThenConv((-2, -1, -3, 0)), PadThenConv((1, 1)),
+@pytest.mark.parametrize("build", [  # built in the test: its weights from the test's seed
+    lambda: nn.Sequential(nn.ZeroPad2d((1, 2, 3, 0)), conv(3, c_in=1), conv(3, 2)),
+    # an average pool: a max pool's gradient goes to one winner per window, weights decide
+    lambda: nn.Sequential(nn.ConstantPad2d((0, 0, 2, 1), 0.5), conv(3, c_in=1), nn.AvgPool2d(2)),
+    lambda: PadThenConv((2, 0, 1, 3)), lambda: PadThenConv((-2, -1, -3, 0)),
+    lambda: PadThenConv((1, 1)),
 ], ids=["ZeroPad2d", "ConstantPad2d", "F.pad", "F.pad crop", "F.pad W only"])
-def test_constant_padding_shifts_the_field_as_the_gradient_says(net):
+def test_constant_padding_shifts_the_field_as_the_gradient_says(build):
     from rfviz.probe import measured_field
 
     torch.manual_seed(0)
+    net = build()
     measured = measured_field(net.double(), None, (40, 36))
     assert not any(measured.clipped)
     field = receptive_field(net, None, (40, 36))  # a crop gives per-unit spans

@@ -7,7 +7,6 @@ convolution's windows follow from its arithmetic; an interpolation's come from t
 run once on a one-hot probe at the traced size, so every mode, ``align_corners``, size and
 scale factor rounds exactly as it will in the model.
 
->>> from torch import nn
 >>> windows = transposed_windows(units=6, kernel=3, stride=2, padding=1, dilation=1)
 >>> windows                               # outputs 0, 2, 4 read one input, 1, 3, 5 read two
 [(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 3)]
@@ -60,18 +59,19 @@ def transposed(step: Step) -> Op:
     """``ConvTranspose*d`` with any stride, padding, output_padding, dilation and groups.
 
     At stride 1 it is a convolution with the same kernel and padding
-    ``dilation*(kernel-1) - padding`` (negative: a crop): the field keeps its three numbers.
-    With a larger stride, output units see spans that depend on their position modulo the
-    stride (the checkerboard when the kernel is not a multiple of the stride).
+    ``dilation*(kernel-1) - padding``: the field keeps its three numbers (unless that padding
+    is negative, a crop: then per-unit spans, as for any crop). With a larger stride, output
+    units see spans that depend on their position modulo the stride (the checkerboard when
+    the kernel is not a multiple of the stride).
     """
     module = step.module
     conv = ConvWindow.from_module(module)
     params = {"kernel": conv.kernel, "stride": conv.stride, "padding": conv.padding,
               "dilation": conv.dilation}
-    if all(s == 1 for s in conv.stride):
-        crop = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding,
-                                                        conv.dilation, strict=True))
-        op = _slide(step, conv._replace(padding=crop, kind="conv"))
+    pads = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding, conv.dilation,
+                                                    strict=True))
+    if all(s == 1 for s in conv.stride) and min(pads) >= 0:
+        op = _slide(step, conv._replace(padding=pads, kind="conv"))
         return op._replace(params=params)
     dims = step.value.dims or ()
     windows = [transposed_windows(step.out_shape[dim], k, s, p, d) for dim, k, s, p, d
