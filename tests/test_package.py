@@ -89,7 +89,8 @@ def test_every_import_of_the_package_is_declared_in_pyproject():
 LAYERS = [
     {"arithmetic", "field", "spans", "roundoff", "table", "layer_table", "exercises",
      "architectures"},
-    {"tracing", "probe", "tiling", "erf", "cost", "split"},
+    {"tracing", "probe", "tiling", "erf", "cost", "split",
+     "unet", "blend"},
     {"draw"},
     {"widgets", "__main__", "__init__"},
 ]
