@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_draw.py
 	$(PY) benchmarks/bench_trace.py
 	$(PY) benchmarks/bench_tiling.py
+	$(PY) benchmarks/bench_decoder_tiling.py
 	$(PY) benchmarks/bench_erf.py
 	$(PY) benchmarks/bench_notebooks.py
 

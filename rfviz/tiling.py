@@ -263,10 +263,11 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
     image's far end tells the output size. ``progress``: a tqdm bar (default: 8+ tiles).
 
     In float32 on the CPU, oneDNN picks a convolution algorithm per tensor shape, so tiles
-    and the whole image round differently (~1e-6 relative). Run both under
-    ``torch.backends.mkldnn.flags(enabled=False)`` for the same rounding in tiles and whole
-    (``benchmarks/bench_tiling.py`` prints the difference and both times), or compare in
-    float64 (:mod:`rfviz.roundoff`).
+    and the whole image round differently (~1e-6 relative). Under
+    ``torch.backends.mkldnn.flags(enabled=False)`` resnet50's tiles round exactly like the
+    whole image (``benchmarks/bench_tiling.py``), a U-Net's still do not
+    (``benchmarks/bench_decoder_tiling.py``); compare in float64 to see only round-off
+    (:mod:`rfviz.roundoff`).
     """
     if not isinstance(image, torch.Tensor) or image.dim() != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
