@@ -30,9 +30,11 @@ from functools import cached_property
 
 from .field import ReceptiveField
 
-__all__ = ["Spans", "Window"]
+__all__ = ["Spans", "Window", "copied"]
 
-Window = tuple[int, int] | None  # first and last unit read (inclusive); None: reads none
+# The units one output unit reads: a range (its step skips units, as a dilated window does),
+# or (first, last) inclusive; None: it reads none.
+Window = range | tuple[int, int] | None
 
 
 @dataclass(frozen=True, repr=False, eq=True)
@@ -69,8 +71,9 @@ class Spans:
     def then(self, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1, *,
              units: int) -> Spans:
         """A convolution or pooling window over these units, giving ``units`` outputs."""
-        reach = dilation * (kernel - 1)
-        windows = [(o * stride - padding, o * stride - padding + reach) for o in range(units)]
+        extent = dilation * (kernel - 1) + 1
+        windows = [range(o * stride - padding, o * stride - padding + extent, dilation)
+                   for o in range(units)]
         return Spans.through(self, windows, len(self))
 
     def span(self, unit: int) -> tuple[int, int] | None:
@@ -92,19 +95,23 @@ class Spans:
         return max(last - first + 1 for first, last in filter(None, self.pairs))
 
     @cached_property
+    def _pattern(self) -> tuple[int | None, int]:
+        return _period(self.pairs)
+
+    @property
     def period(self) -> int | None:
         """How many units the pattern of spans takes to repeat, away from the borders: 2 for
-        a stride-2 transposed convolution; None if it does not repeat within the table."""
-        return _period(self.pairs)[0]
+        a stride-2 transposed convolution; None if it does not repeat twice within the table."""
+        return self._pattern[0]
 
-    @cached_property
+    @property
     def stride(self) -> Fraction:
         """The jump: input pixels per unit, a fraction where units share pixels in turns
         (1/2 after upsampling by 2): how far the spans move over one period, away from the
         borders. Where no period shows (a field wider than the traced image is cut by its
         borders everywhere), the ratio of the sizes: each op's input units per output unit,
         multiplied down the network."""
-        period, shift = _period(self.pairs)
+        period, shift = self._pattern
         if period is not None:
             return Fraction(shift, period)
         if self.ratio is not None:
@@ -124,29 +131,55 @@ def _reach(below: ReceptiveField | Spans, window: Window, units_below: int) -> W
     """The input pixels that units ``window`` of ``below`` see, first to last."""
     if window is None:
         return None
-    low, high = window
-    if isinstance(below, ReceptiveField):
-        return below.span(low)[0], below.span(high)[1]
-    # every unit of the window: after a reflecting pad, the first need not see the first pixel
-    spans = [span for span in below.pairs[max(low, 0):min(high, units_below - 1) + 1] if span]
+    units = window if isinstance(window, range) else range(window[0], window[1] + 1)
+    if not units:
+        return None
+    if isinstance(below, ReceptiveField):  # its spans grow with the unit
+        return below.span(units[0])[0], below.span(units[-1])[1]
+    # every unit read: after a reflecting pad, the first need not see the first pixel
+    spans = [below.pairs[u] for u in units if 0 <= u < units_below and below.pairs[u]]
     return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
 
 
 def _period(pairs: tuple[Window, ...]) -> tuple[int | None, int]:
-    """The smallest period of the spans in the middle half of the table, and how far the
-    spans move per period. Borders are left out: there, padding and clamping cut spans short."""
-    n = len(pairs)
-    middle = range(n // 4, n - n // 4)
-    for period in range(1, len(middle) // 2 + 1):
-        shifts = {_shift(pairs[o], pairs[o + period]) for o in middle
-                  if o + period in middle and (pairs[o] or pairs[o + period])}
-        if len(shifts) == 1 and None not in shifts:
-            return period, shifts.pop()
-    return None, 0
+    """The smallest period of the spans in the middle half of the table (borders left out:
+    padding and clamping cut spans short there) and how far the spans move per period; the
+    pattern must repeat at least twice. Linear time: the smallest period of the steps from
+    unit to unit, from the longest border of that sequence (Knuth–Morris–Pratt)."""
+    middle = pairs[len(pairs) // 4:len(pairs) - len(pairs) // 4]
+    known = [pair for pair in middle if pair]
+    if len(middle) < 4 or len(known) < 2:
+        return None, 0
+    # per unit after the first that reads pixels: how far its span moved from the last one
+    # that did (None: it reads none)
+    start = middle.index(known[0])
+    steps, previous = [], known[0]
+    for pair in middle[start + 1:]:
+        steps.append(pair and (pair[0] - previous[0], pair[1] - previous[1]))
+        previous = pair or previous
+    border = [0] * len(steps)
+    for i in range(1, len(steps)):
+        k = border[i - 1]
+        while k and steps[i] != steps[k]:
+            k = border[k - 1]
+        border[i] = k + (steps[i] == steps[k])
+    period = len(steps) - border[-1]
+    shift = sum(step[0] for step in steps[:period] if step)
+    if 2 * period > len(steps) or shift <= 0:  # shift 0: every span cut to the same borders
+        return None, 0
+    return period, shift
 
 
-def _shift(a: Window, b: Window) -> int | None:
-    if a is None or b is None:
-        return None
-    return b[0] - a[0] if b[1] - a[1] == b[0] - a[0] else None
+def copied(mode: str, index: int, n: int) -> int:
+    """The input unit a copying pad puts at ``index`` (−1 is the first unit left of the input).
 
+    >>> [copied("reflect", i, 4) for i in range(-2, 6)]
+    [2, 1, 0, 1, 2, 3, 2, 1]
+    """
+    if mode == "replicate":
+        return min(max(index, 0), n - 1)
+    if mode == "circular":
+        return index % n
+    period = 2 * (n - 1)  # reflect: ... 2 1 [0 1 2 3] 2 1 0 1 ...
+    index %= period
+    return index if index < n else period - index

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .field import FieldError, PerAxis
+from .field import FieldError, PerAxis, ReceptiveField
 from .layer_table import LayerRow, LayerTable
 from .tracing import _trace, receptive_field
 from .tracing.shapes import input_shape
@@ -125,11 +125,22 @@ def _check_followed(field, layer) -> None:
 
 def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins:
     """Margins of a field whose units see different spans (after upsampling), for tiles
-    that keep whole grid cells: how far before its position the first unit of a cell reads,
-    and how far after the last one does, at most over the units whose span lies inside the
-    image, traced at a size that holds a few whole fields."""
-    sizes = _sizes(model, input_size)
-    for _ in range(4):  # the field seen at a small size is cut short by the image's borders
+    that keep whole grid cells, read from the spans at a size that holds a few whole fields."""
+    field, grid, sizes = _traced_large_enough(model, layer, _sizes(model, input_size))
+    names = AXIS_WORDS.get(len(sizes), AXIS_WORDS[3])
+    axes = [_axis_margins(axis, n, g, f"layer={layer!r} along the {name}")
+            for axis, n, g, name in zip(field.axes, sizes, grid, names, strict=True)]
+    before, after, stride = zip(*axes, strict=True)
+    return Margins(before, after, stride, grid)
+
+
+AXIS_WORDS = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def _traced_large_enough(model, layer, sizes):
+    """The field at ``layer``, its grid, and the size traced: a multiple of the grid with
+    room for two fields and a few cells (a small image cuts every span at its borders)."""
+    for _ in range(4):
         table = _trace(model, sizes)
         row = table.rows[-1] if layer is None else table.find(layer)
         field, grid = row.field, _grid(table, row)
@@ -138,28 +149,37 @@ def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins
         if all(n >= m for n, m in zip(sizes, needed, strict=True)):
             break
         sizes = tuple(max(n, m) for n, m in zip(sizes, needed, strict=True))
-    before, after, stride = [], [], []
-    names = {1: ("length",), 2: ("height", "width")}.get(len(sizes), ("depth", "height", "width"))
-    for axis, n, g, name in zip(field.axes, sizes, grid, names, strict=True):
-        jump = Fraction(axis.stride)
-        if jump.denominator != 1:
-            raise FieldError(f"layer={layer!r}: its units are {jump} pixel apart along the "
-                             f"{name}, not a whole number, so tiles cannot keep whole units; "
-                             "choose a layer whose jump is whole (e.g. the output)")
-        j = int(jump)
-        inside = [(u, span) for u in range(len(axis)) if (span := axis.span(u)) is not None
-                  and span[0] >= 0 and span[1] <= n - 1]
-        if len(inside) < max(axis.period or 1, g // j):
-            raise FieldError(f"layer={layer!r}: no whole period of units lies inside a "
-                             f"{n}-pixel image along the {name}; margins cannot be measured")
-        # Tiles keep whole grid cells: the first unit a tile keeps starts a cell, the last
-        # ends one, and (spans growing with the unit) those two need the most context.
-        cell = g // j
-        before.append(max(u * j - first for u, (first, _) in inside if u % cell == 0))
-        after.append(max(last + 1 - (u + 1) * j for u, (_, last) in inside
-                         if u % cell == cell - 1))
-        stride.append(j)
-    return Margins(tuple(before), tuple(after), tuple(stride), grid)
+    return field, grid, sizes
+
+
+def _axis_margins(axis, n: int, grid: int, where: str) -> tuple[int, int, int]:
+    """(before, after, jump) along one axis. Tiles keep whole grid cells: the first unit a
+    tile keeps starts a cell, the last ends one, and (spans growing with the unit) those two
+    need the most context. Units of one phase must read the same context everywhere inside
+    the image, or no tiling reproduces the whole image."""
+    jump = Fraction(axis.stride)
+    if jump.denominator != 1 or jump < 1:
+        raise FieldError(f"{where}: its units are {jump} pixel apart, not a whole number, so "
+                         "tiles cannot keep whole units; choose a layer whose jump is whole "
+                         "(e.g. the output)")
+    j = int(jump)
+    cell = grid // j
+    reach: dict[int, set] = {}  # phase -> every (before, after) seen in the image's inside
+    for u in range(len(axis)):
+        span = axis.span(u)
+        if span is not None and span[0] >= grid and span[1] <= n - 1 - grid:
+            reach.setdefault(u % cell, set()).add((u * j - span[0], span[1] + 1 - (u + 1) * j))
+    if len(reach) < cell:
+        raise FieldError(f"{where}: no whole grid cell of units lies inside a {n}-pixel image; "
+                         "margins cannot be measured")
+    if any(len(seen) > 1 for seen in reach.values()):
+        raise FieldError(f"{where}: units in the same place of the grid read different "
+                         "context in different parts of the image (the network resizes by a "
+                         "factor that depends on the image's size, e.g. interpolate with "
+                         "align_corners=True), so no tiles reproduce the whole image")
+    (before, _), = reach[0]
+    (_, after), = reach[cell - 1]
+    return before, after, j
 
 
 def _sizes(model, input_size) -> tuple[int, ...]:
@@ -169,12 +189,14 @@ def _sizes(model, input_size) -> tuple[int, ...]:
 
 def _grid(table: LayerTable, row: LayerRow) -> tuple[int, ...]:
     """The deepest downsampling up to ``row``, per axis: the least common multiple of every
-    jump (its numerator, where a jump is a fraction) of the ops before it."""
+    jump of the ops before it (a jump's numerator where it is a fraction: 3/2 needs a grid of
+    3). Per-unit spans count only where they repeat (their jump is then exact)."""
     grid = [1] * len(row.field.axes)
     for earlier in table.rows[:table.rows.index(row) + 1]:
         if earlier.field.known and len(earlier.field.axes) == len(grid):
             for a, axis in enumerate(earlier.field.axes):
-                grid[a] = math.lcm(grid[a], Fraction(axis.stride).numerator)
+                if isinstance(axis, ReceptiveField) or axis.period is not None:
+                    grid[a] = math.lcm(grid[a], Fraction(axis.stride).numerator)
     return tuple(grid)
 
 

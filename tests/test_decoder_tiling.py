@@ -130,5 +130,5 @@ def test_a_layer_whose_units_are_a_fraction_of_a_pixel_apart_cannot_be_tiled():
     from rfviz.field import FieldError
 
     net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Upsample(scale_factor=2))
-    with pytest.raises(FieldError, match=r"its units are 1/2 pixel apart along the height"):
+    with pytest.raises(FieldError, match=r"along the height: its units are 1/2 pixel apart"):
         tile_margins(net, input_size=(32, 32))

@@ -362,3 +362,86 @@ def test_a_stride_one_transposed_conv_that_crops_then_a_padded_conv():
     field = assert_every_unit_exact(net, (1, 1, 16))
     assert isinstance(field.axes[0], Spans)  # a crop: per-unit spans
     assert field.span((0,)) == ((0, 5),)     # conv unit -1 is a zero: units 0, 1 -> mid 1..4
+
+
+# --- found in review: each once gave a wrong span, a crash or a silently wrong tiling ------
+
+
+class Crop(nn.Module):
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[self.index]
+
+
+class Transposed(nn.Module):
+    """H and W swapped: the field's first axis now sits in the tensor's last dim."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x.transpose(2, 3)).transpose(2, 3)
+
+
+@pytest.mark.parametrize(("build", "shape"), [
+    # a padding of 2 or more after per-unit spans (the window lay wholly in the padding)
+    (lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.ConstantPad1d(2, 0.0),
+                           nn.Conv1d(1, 1, 3)), (1, 1, 16)),
+    # dilated windows over per-unit spans skip units
+    (lambda: nn.Sequential(nn.ConvTranspose1d(1, 1, 1, stride=2),
+                           nn.Conv1d(1, 1, 3, dilation=2, padding=2)), (1, 1, 8)),
+    (lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv1d(1, 1, 3, dilation=3,
+                                                                   padding=3)), (1, 1, 12)),
+    (lambda: nn.Sequential(Crop((..., slice(1, None))), nn.Conv1d(1, 1, 3, dilation=2,
+                                                                   padding=2)), (1, 1, 12)),
+    # a convolution's own padding_mode copies pixels
+    (lambda: nn.Sequential(nn.Upsample(scale_factor=0.7, mode="linear"),
+                           nn.Conv1d(1, 1, 2, 2, 1, padding_mode="reflect")), (1, 1, 20)),
+    (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding=2, padding_mode="circular"),
+                           nn.Conv2d(2, 1, 3, padding=1, padding_mode="replicate")), (1, 1, 9, 8)),
+    # H and W swapped before the op
+    (lambda: Transposed(nn.Upsample(scale_factor=(2, 3))), (1, 1, 5, 4)),
+    (lambda: Transposed(nn.ConvTranspose2d(1, 1, (1, 3), (1, 2))), (1, 1, 6, 5)),
+    (lambda: Transposed(nn.Conv2d(1, 1, (1, 5), padding=(0, 2))), (1, 1, 9, 7)),
+], ids=["pad-2-after-upsample", "dilated-after-transposed", "dilated-after-upsample",
+        "dilated-after-crop", "reflect-padding-mode", "circular-replicate-padding-mode",
+        "transposed-upsample", "transposed-convtranspose", "transposed-conv"])
+def test_found_in_review(build, shape):
+    assert_every_unit_exact(build(), shape)
+
+
+def test_a_crop_that_leaves_nothing_is_not_followed():
+    net = nn.Sequential(nn.Conv1d(1, 1, 3), Crop((..., slice(3, -1))))
+    with pytest.warns(RfvizWarning, match="no unit along a spatial axis"):
+        assert receptive_field(net, None, (6,)).unknown
+
+
+def test_tiles_are_refused_where_the_resizing_depends_on_the_image_size():
+    from rfviz.field import FieldError
+    from rfviz.tiling import tile_margins
+
+    class Corners(nn.Module):  # back to the input's size with align_corners=True
+        def __init__(self):
+            super().__init__()
+            self.down = nn.Conv2d(1, 2, 4, stride=4)
+            self.out = nn.Conv2d(3, 1, 3, padding=1)
+
+        def forward(self, x):
+            up = F.interpolate(self.down(x), size=x.shape[-2:], mode="bilinear",
+                               align_corners=True)
+            return self.out(torch.cat([x, up], dim=1))
+
+    with pytest.raises(FieldError, match="read different context in different parts"):
+        tile_margins(Corners(), input_size=(64, 64))
+
+
+def test_a_unit_that_reads_nothing_has_no_box():
+    from rfviz import draw_overlay2d
+
+    field = receptive_field(nn.Sequential(nn.ConvTranspose2d(1, 1, 1, stride=2)), None, (4, 4))
+    with pytest.raises(ValueError, match=r"unit=\(1, 1\) reads no input pixel"):
+        draw_overlay2d(torch.zeros(8, 8).numpy(), field, (1, 1))

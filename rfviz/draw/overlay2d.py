@@ -83,7 +83,11 @@ def draw_overlay2d(image, field, unit: tuple[int, int] = (0, 0), erf: np.ndarray
     image = np.asarray(image)
     height, width = image.shape[:2]
     field_h, field_w = _axes_fields(field)
-    (top, bottom), (left, right) = field_h.span(unit[0]), field_w.span(unit[1])
+    spans = field_h.span(unit[0]), field_w.span(unit[1])
+    if None in spans:
+        raise ValueError(f"unit={tuple(unit)} reads no input pixel (a gap of a dilated "
+                         "transposed convolution): there is no box to draw")
+    (top, bottom), (left, right) = spans
     if ax is None:
         import matplotlib.pyplot as plt
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.fx
 
 from ..field import CannotFollow, Field, ReceptiveField
-from ..spans import Spans
+from ..spans import Spans, copied
 from .rules import Op, Step, _then
 from .shapes import concrete
 
@@ -44,8 +44,8 @@ def pad(step: Step) -> Op:
     for axis, d in zip(field.axes, dims, strict=True):
         left, n = before.get(d, 0), step.in_shape[d]
         if mode != "constant" and (left or after.get(d, 0)):
-            copied = [(_copied(mode, o - left, n),) * 2 for o in range(step.out_shape[d])]
-            axes.append(Spans.through(axis, copied, n))
+            sources = [(copied(mode, o - left, n),) * 2 for o in range(step.out_shape[d])]
+            axes.append(Spans.through(axis, sources, n))
         elif left < 0 or after.get(d, 0) < 0:
             axes.append(_crop(axis, n, step.out_shape[d], -left, 1))
         else:
@@ -54,21 +54,6 @@ def pad(step: Step) -> Op:
 
 
 _MODES = {"Reflection": "reflect", "Replication": "replicate", "Circular": "circular"}
-
-
-def _copied(mode: str, index: int, n: int) -> int:
-    """The input unit a copying pad puts at ``index`` (−1 is the first unit left of the input).
-
-    >>> [_copied("reflect", i, 4) for i in range(-2, 6)]
-    [2, 1, 0, 1, 2, 3, 2, 1]
-    """
-    if mode == "replicate":
-        return min(max(index, 0), n - 1)
-    if mode == "circular":
-        return index % n
-    period = 2 * (n - 1)  # reflect: ... 2 1 [0 1 2 3] 2 1 0 1 ...
-    index %= period
-    return index if index < n else period - index
 
 
 def _crop(axis: ReceptiveField | Spans, units_in: int, units_out: int, start: int,

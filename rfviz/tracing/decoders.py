@@ -8,8 +8,8 @@ run once on a one-hot probe at the traced size, so every mode, ``align_corners``
 scale factor rounds exactly as it will in the model.
 
 >>> windows = transposed_windows(units=6, kernel=3, stride=2, padding=1, dilation=1)
->>> windows                               # outputs 0, 2, 4 read one input, 1, 3, 5 read two
-[(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 3)]
+>>> [list(w) for w in windows]            # outputs 0, 2, 4 read one input, 1, 3, 5 read two
+[[0], [0, 1], [1], [1, 2], [2], [2, 3]]
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..field import CannotFollow, Field
+from ..field import CannotFollow, Field, Layer
 from ..spans import Spans, Window
 from .ops import Window as ConvWindow
 from .ops import per_axis
-from .rules import Op, Step, _slide
+from .rules import Op, Step, _slide, axis_of
 from .shapes import concrete
 
 __all__ = ["interpolate", "interpolation_windows", "pixel_shuffle", "pixel_unshuffle",
@@ -30,18 +30,15 @@ __all__ = ["interpolate", "interpolation_windows", "pixel_shuffle", "pixel_unshu
 
 def transposed_windows(units: int, kernel: int, stride: int, padding: int,
                        dilation: int) -> list[Window]:
-    """For each output unit of a transposed convolution, the first and last input unit it
-    sums: input ``i`` reaches output ``i*stride - padding + t*dilation`` for tap ``t``.
+    """For each output unit of a transposed convolution, the input units it sums: input
+    ``i`` reaches output ``i*stride - padding + t*dilation`` for tap ``t``, the same inputs
+    as :meth:`rfviz.field.Layer.window` gives (a range: with dilation it may skip units).
 
     Inputs outside the tensor are included (the caller clips them): like a convolution's
     padding, they read nothing.
     """
-    windows = []
-    for unit in range(units):
-        reached = [(unit + padding - t * dilation) // stride for t in range(kernel)
-                   if (unit + padding - t * dilation) % stride == 0]
-        windows.append((min(reached), max(reached)) if reached else None)
-    return windows
+    layer = Layer(kernel, stride, padding, dilation, op="transposed")
+    return [window if (window := layer.window(unit)) else None for unit in range(units)]
 
 
 def _through(step: Step, windows_per_axis, params) -> Op:
@@ -73,9 +70,11 @@ def transposed(step: Step) -> Op:
     if all(s == 1 for s in conv.stride) and min(pads) >= 0:
         op = _slide(step, conv._replace(padding=pads, kind="conv"))
         return op._replace(params=params)
-    dims = step.value.dims or ()
-    windows = [transposed_windows(step.out_shape[dim], k, s, p, d) for dim, k, s, p, d
-               in zip(dims, conv.kernel, conv.stride, conv.padding, conv.dilation, strict=True)]
+    windows = []
+    for dim in step.value.dims or ():
+        a = axis_of(step, dim, len(conv.kernel))
+        windows.append(transposed_windows(step.out_shape[dim], conv.kernel[a], conv.stride[a],
+                                          conv.padding[a], conv.dilation[a]))
     return _through(step, windows, params)
 
 
@@ -144,11 +143,17 @@ def interpolate(step: Step) -> Op | CannotFollow:
     value = step.value
     if not value.field.known or value.dims is None:
         return step.unchanged()
-    if any(isinstance(v, torch.fx.Node) for v in (arguments["size"], arguments["scale_factor"])):
+    unevaluated = []
+    torch.fx.node.map_arg((arguments["size"], arguments["scale_factor"]), unevaluated.append)
+    if unevaluated:
         return step.cannot("its output size is computed in a way rfviz could not evaluate")
     spatial = len(value.dims)
-    windows = [interpolation_windows(step.in_shape[dim], step.out_shape[dim], axis, spatial,
-                                     arguments) for axis, dim in enumerate(value.dims)]
+    try:
+        windows = [interpolation_windows(step.in_shape[dim], step.out_shape[dim],
+                                         axis_of(step, dim, spatial), spatial, arguments)
+                   for dim in value.dims]
+    except (ValueError, RuntimeError) as error:  # say which op, never a deep traceback
+        return step.cannot(f"probing it with torch failed: {str(error).splitlines()[0]}")
     return _through(step, windows, {})
 
 

@@ -20,7 +20,7 @@ import torch.fx
 from torch import nn
 
 from ..field import CannotFollow, Field, ReceptiveField
-from ..spans import Spans
+from ..spans import Spans, copied
 from .ops import (
     AXIS_NAMES,
     CONV_FUNCTIONS,
@@ -95,16 +95,32 @@ def whole_input(step: Step, dims=...) -> Op:
     return Op(Field.whole_input(), step.value.dims if dims is ... else dims)
 
 
-def _slide(step: Step, window: Window) -> Op:
+def _slide(step: Step, window: Window, copies: str = "zeros") -> Op:
+    """A window along every spatial axis; ``copies``: a convolution's ``padding_mode``
+    (reflect, replicate, circular pad with copies of pixels, as the pads in :mod:`.crops`)."""
     params = {"kernel": window.kernel, "stride": window.stride, "padding": window.padding,
               "dilation": window.dilation}
-    field = step.value.field
+    field, dims = step.value.field, step.value.dims
     if not field.known:
-        return Op(field, step.value.dims, params)
-    axes = tuple(_then(axis, step.out_shape[dim], *args) for axis, dim, *args in zip(
-        field.axes, step.value.dims, window.kernel, window.stride, window.padding,
-        window.dilation, strict=True))
-    return Op(Field(axes), step.value.dims, params)
+        return Op(field, dims, params)
+    axes = []
+    for axis, dim in zip(field.axes, dims, strict=True):
+        k, s, p, d = (values[axis_of(step, dim, len(window.kernel))] for values in (
+            window.kernel, window.stride, window.padding, window.dilation))
+        if copies != "zeros" and p:
+            n = step.in_shape[dim]
+            axis = Spans.through(axis, [(copied(copies, u - p, n),) * 2
+                                        for u in range(n + 2 * p)], n)
+            p = 0
+        axes.append(_then(axis, step.out_shape[dim], k, s, p, d))
+    return Op(Field(tuple(axes)), dims, params)
+
+
+def axis_of(step: Step, dim: int, spatial: int) -> int:
+    """Which of an op's per-axis parameters (kernel, stride, …: one per spatial dim, the
+    tensor's last ``spatial`` dims) applies to tensor dim ``dim``: after a transpose the
+    field's first axis may sit in the tensor's last dim."""
+    return dim - (step.ndim - spatial)
 
 
 def _then(axis: ReceptiveField | Spans, units: int, kernel: int, stride: int = 1,
@@ -118,7 +134,8 @@ def _then(axis: ReceptiveField | Spans, units: int, kernel: int, stride: int = 1
 def window(step: Step) -> Op:
     """A convolution or pooling, module or function: r' = r + (k-1)·d·jump per axis."""
     if step.module is not None:
-        return _slide(step, Window.from_module(step.module))
+        return _slide(step, Window.from_module(step.module),
+                      getattr(step.module, "padding_mode", "zeros"))
     target = step.node.target
     names = (("input", "weight", "bias", "stride", "padding", "dilation") if target in
              CONV_FUNCTIONS else ("input", "kernel_size", "stride", "padding", "dilation",

@@ -112,7 +112,10 @@ class Walk:
         step = Step(node, module, self.name.op(node), self.name(node), inputs,
                     self._input_shape(node), shape_of(node))
         rule = rule_for(module if module is not None else node.target)
-        result = rule(step) if rule else step.cannot("rfviz has no rule for it")
+        if len(step.out_shape) == len(step.in_shape) and 0 in step.out_shape:
+            result = step.cannot("its output has no unit along a spatial axis")
+        else:
+            result = rule(step) if rule else step.cannot("rfviz has no rule for it")
         if isinstance(result, CannotFollow):  # say so, never guess
             self.problems.append((len(self.rows), result))
             same_rank = len(step.in_shape) == len(step.out_shape)
