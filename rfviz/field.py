@@ -351,10 +351,11 @@ class Field:
     """A receptive field per spatial axis (H and W kept apart), or global, or unknown.
 
     ``axes`` holds one :class:`ReceptiveField` per spatial axis, in the tensor's order (H, W
-    for images). A *global* field (every output depends on the whole input: after adaptive
-    pooling to 1, flatten + linear, squeeze-excite, …) and an *unknown* one (``unknown`` says
-    which op rfviz could not follow) have no numbers: asking for them raises
-    :class:`FieldError`.
+    for images), or, where units see different spans (after upsampling, a crop, a reflecting
+    pad), a :class:`rfviz.spans.Spans` with every unit's span (``per_unit``). A *global*
+    field (every output depends on the whole input: after adaptive pooling to 1, flatten +
+    linear, squeeze-excite, …) and an *unknown* one (``unknown`` says which op rfviz could not
+    follow) have no numbers: asking for them raises :class:`FieldError`.
 
     >>> field = Field((ReceptiveField(267, 16, 133), ReceptiveField(267, 16, 133)))
     >>> print(field)
@@ -390,7 +391,7 @@ class Field:
         """True when the field has numbers (neither global nor unknown)."""
         return not (self.is_global or self.unknown)
 
-    def _numbers(self) -> tuple[ReceptiveField, ...]:
+    def _numbers(self) -> tuple[ReceptiveField | Spans, ...]:
         if self.unknown:
             raise FieldError(f"the field is unknown: {self.unknown}")
         if self.is_global:
@@ -399,11 +400,11 @@ class Field:
         return self.axes
 
     @property
-    def h(self) -> ReceptiveField:
+    def h(self) -> ReceptiveField | Spans:
         return self._numbers()[-2]
 
     @property
-    def w(self) -> ReceptiveField:
+    def w(self) -> ReceptiveField | Spans:
         return self._numbers()[-1]
 
     @property

@@ -40,7 +40,13 @@ Window = range | tuple[int, int] | None
 @dataclass(frozen=True, repr=False, eq=True)
 class Spans:
     """The first and last input pixel (inclusive) of every output unit of one axis; ``None``
-    for a unit that reads no input pixel (e.g. a dilated transposed convolution's gaps)."""
+    for a unit that reads no input pixel (e.g. a dilated transposed convolution's gaps).
+
+    >>> up = Spans.through(ReceptiveField(size=3, stride=2, padding=1),   # conv k3 s2 p1,
+    ...                    [(o // 2, o // 2) for o in range(16)], 8)      # then nearest ×2
+    >>> up.span(2), up.span(3), up.size, up.stride, up.period             # unit 1: -1+2 … 1+2
+    ((1, 3), (1, 3), 3, Fraction(1, 1), 2)
+    """
 
     pairs: tuple[Window, ...]
     ratio: Fraction | None = None  # input pixels per unit, from the sizes (see ``stride``)
@@ -84,6 +90,7 @@ class Spans:
         return self.pairs[unit]
 
     def center(self, unit: int) -> float:
+        """Input coordinate of the centre of ``unit``'s span (pixel ``k`` is centred on ``k``)."""
         span = self.span(unit)
         if span is None:
             raise ValueError(f"unit {unit} reads no input pixel: it has no centre")

@@ -15,7 +15,7 @@ import torch.fx
 
 from ..field import CannotFollow, Field, ReceptiveField
 from ..spans import Spans, copied
-from .rules import Op, Step, _then
+from .rules import Op, Step, along
 from .shapes import concrete
 
 __all__ = ["getitem", "pad"]
@@ -49,7 +49,7 @@ def pad(step: Step) -> Op:
         elif left < 0 or after.get(d, 0) < 0:
             axes.append(_crop(axis, n, step.out_shape[d], -left, 1))
         else:
-            axes.append(_then(axis, step.out_shape[d], 1, 1, left))
+            axes.append(along(axis, step.out_shape[d], 1, 1, left))
     return Op(Field(tuple(axes)), dims, {"padding": tuple(before.get(d, 0) for d in dims)})
 
 

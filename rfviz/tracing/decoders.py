@@ -21,7 +21,7 @@ from ..field import CannotFollow, Field, Layer
 from ..spans import Spans, Window
 from .ops import Window as ConvWindow
 from .ops import per_axis
-from .rules import Op, Step, _slide, axis_of
+from .rules import Op, Step, axis_of, slide
 from .shapes import concrete
 
 __all__ = ["interpolate", "interpolation_windows", "pixel_shuffle", "pixel_unshuffle",
@@ -68,7 +68,7 @@ def transposed(step: Step) -> Op:
     pads = tuple(d * (k - 1) - p for k, p, d in zip(conv.kernel, conv.padding, conv.dilation,
                                                     strict=True))
     if all(s == 1 for s in conv.stride) and min(pads) >= 0:
-        op = _slide(step, conv._replace(padding=pads, kind="conv"))
+        op = slide(step, conv._replace(padding=pads, kind="conv"))
         return op._replace(params=params)
     windows = []
     for dim in step.value.dims or ():
@@ -175,6 +175,6 @@ def pixel_unshuffle(step: Step) -> Op:
     """``PixelUnshuffle(r)``: each r × r block becomes channels, a window of r with stride r."""
     r = _factor(step, "downscale_factor")
     n = len(step.value.dims or ())
-    op = _slide(step, ConvWindow.of(r, r, 0, 1, n=n))
+    op = slide(step, ConvWindow.of(r, r, 0, 1, n=n))
     return op._replace(params={"kernel": op.params["kernel"], "stride": op.params["stride"]})
 

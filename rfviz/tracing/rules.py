@@ -95,7 +95,7 @@ def whole_input(step: Step, dims=...) -> Op:
     return Op(Field.whole_input(), step.value.dims if dims is ... else dims)
 
 
-def _slide(step: Step, window: Window, copies: str = "zeros") -> Op:
+def slide(step: Step, window: Window, copies: str = "zeros") -> Op:
     """A window along every spatial axis; ``copies``: a convolution's ``padding_mode``
     (reflect, replicate, circular pad with copies of pixels, as the pads in :mod:`.crops`)."""
     params = {"kernel": window.kernel, "stride": window.stride, "padding": window.padding,
@@ -112,7 +112,7 @@ def _slide(step: Step, window: Window, copies: str = "zeros") -> Op:
             axis = Spans.through(axis, [(copied(copies, u - p, n),) * 2
                                         for u in range(n + 2 * p)], n)
             p = 0
-        axes.append(_then(axis, step.out_shape[dim], k, s, p, d))
+        axes.append(along(axis, step.out_shape[dim], k, s, p, d))
     return Op(Field(tuple(axes)), dims, params)
 
 
@@ -123,7 +123,7 @@ def axis_of(step: Step, dim: int, spatial: int) -> int:
     return dim - (step.ndim - spatial)
 
 
-def _then(axis: ReceptiveField | Spans, units: int, kernel: int, stride: int = 1,
+def along(axis: ReceptiveField | Spans, units: int, kernel: int, stride: int = 1,
           padding: int = 0, dilation: int = 1) -> ReceptiveField | Spans:
     """One window more along an axis: the recurrence for a field, per unit for spans."""
     if isinstance(axis, ReceptiveField):
@@ -134,7 +134,7 @@ def _then(axis: ReceptiveField | Spans, units: int, kernel: int, stride: int = 1
 def window(step: Step) -> Op:
     """A convolution or pooling, module or function: r' = r + (k-1)·d·jump per axis."""
     if step.module is not None:
-        return _slide(step, Window.from_module(step.module),
+        return slide(step, Window.from_module(step.module),
                       getattr(step.module, "padding_mode", "zeros"))
     target = step.node.target
     names = (("input", "weight", "bias", "stride", "padding", "dilation") if target in
@@ -144,7 +144,7 @@ def window(step: Step) -> Op:
         names = ("input", "kernel_size", "stride", "padding", "ceil_mode")
     arguments = {**dict(zip(names, step.node.args, strict=False)), **step.node.kwargs}
     weight = shape_of(arguments["weight"]) if target in CONV_FUNCTIONS else None
-    return _slide(step, Window.from_call(target, arguments, weight))
+    return slide(step, Window.from_call(target, arguments, weight))
 
 
 def adaptive(step: Step) -> Op | CannotFollow:
@@ -158,7 +158,7 @@ def adaptive(step: Step) -> Op | CannotFollow:
         return whole_input(step)
     if all(i % o == 0 for i, o in zip(sizes_in, sizes_out, strict=True)):
         k = tuple(i // o for i, o in zip(sizes_in, sizes_out, strict=True))
-        return _slide(step, Window.of(k, k, 0, 1))
+        return slide(step, Window.of(k, k, 0, 1))
     return step.cannot(f"adaptive pooling from {sizes_in} to {sizes_out} uses windows of "
                        "varying sizes")
 
