@@ -472,3 +472,19 @@ def test_constant_padding_shifts_the_field_as_the_gradient_says(build):
     field = receptive_field(net, None, (40, 36))  # a crop gives per-unit spans
     assert field.span(measured.unit) == measured.spans
     assert field.span(tuple(i + 1 for i in measured.unit)) == measured.neighbour_spans
+
+
+def test_functional_batch_norm_is_per_channel_and_group_norm_global():
+    class Norms(nn.Module):  # timm's BatchNormAct2d calls F.batch_norm itself
+        def __init__(self, group):
+            super().__init__()
+            self.conv, self.group = conv(3, c_in=3), group
+            self.register_buffer("mean", torch.zeros(4))
+            self.register_buffer("var", torch.ones(4))
+
+        def forward(self, x):
+            x = torch.nn.functional.batch_norm(self.conv(x), self.mean, self.var)
+            return torch.nn.functional.group_norm(x, 2) if self.group else x
+
+    assert receptive_field(Norms(group=False), None, 16).size == (3, 3)
+    assert receptive_field(Norms(group=True), None, 16).is_global

@@ -57,6 +57,7 @@ ELEMENTWISE_FUNCTIONS = {
     operator.neg, torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.sqrt, torch.abs,
     F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.dropout, F.leaky_relu, F.elu,
     torchvision.ops.stochastic_depth,  # drops whole samples (or nothing, in eval): no mixing
+    F.batch_norm,  # as BatchNorm*d: per channel, with running statistics (eval mode)
 }
 MERGING_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd,
                      operator.imul, torch.add, torch.sub, torch.mul, torch.div, torch.maximum,

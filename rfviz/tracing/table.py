@@ -87,6 +87,8 @@ FUNCTION_RULES: dict[object, Rule] = {
     **dict.fromkeys(set(POOL_FUNCTIONS) | CONV_FUNCTIONS, window),
     operator.getitem: getitem,
     F.layer_norm: layer_norm,
+    F.group_norm: spatial_statistics,
+    F.instance_norm: spatial_statistics,
     F.linear: linear,
     **dict.fromkeys(INTERPOLATING, interpolate),
     **dict.fromkeys(PIXEL_SHUFFLES, pixel_shuffle),
