@@ -11,7 +11,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_ARGS ?=
 
-.PHONY: lab test test-one-thread notebooks bench lint clean
+.PHONY: lab test test-one-thread notebooks bench lint clean atlas
 
 $(STAMP): requirements.txt pyproject.toml binder/overrides.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_decoder_tiling.py
 	$(PY) benchmarks/bench_erf.py
 	$(PY) benchmarks/bench_notebooks.py
+
+# The receptive-field atlas (docs/atlas: README.md, atlas.csv, atlas.json): every torchvision
+# network and timm's convolutional families, built on the meta device (nothing downloaded).
+atlas: $(STAMP)
+	$(PY) -m rfviz atlas --out docs/atlas
 
 lint: $(STAMP)
 	$(PY) -m ruff check rfviz tests benchmarks

@@ -4,6 +4,7 @@
     python -m rfviz resnet50 --layer layer3          # one layer's shape and field
     python -m rfviz resnet18 --input-size 448 320    # H and W
     python -m rfviz --list                           # the model names
+    python -m rfviz atlas [--out DIR] [--only PATTERN]   # the receptive-field atlas (docs/atlas)
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m rfviz",
         description="Print every layer's output shape and receptive field for a torchvision "
                     "model (weights=None: nothing is downloaded).",
-        epilog="example: python -m rfviz resnet50 --layer layer3 --input-size 224")
+        epilog="example: python -m rfviz resnet50 --layer layer3 --input-size 224. "
+               "The atlas of every torchvision and timm network: python -m rfviz atlas --help")
     parser.add_argument("model", nargs="?", help="a torchvision model name, e.g. resnet50")
     parser.add_argument("--layer", help="a module path (layer3, features.30) or a row name; "
                                         "without it, the whole table")
@@ -29,7 +31,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _atlas_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rfviz atlas",
+        description="Write the receptive-field atlas (README.md, atlas.csv, atlas.json): every "
+                    "stage end-point of every torchvision network, the detection backbones and "
+                    "timm's convolutional families, built on the meta device (weights=None: "
+                    "nothing is downloaded).",
+        epilog="example: python -m rfviz atlas --only 'resnet*'  (regenerates those networks' "
+               "rows in the existing files)")
+    parser.add_argument("--out", default="docs/atlas", metavar="DIR",
+                        help="output directory (default: docs/atlas)")
+    parser.add_argument("--only", metavar="PATTERN",
+                        help="networks whose name matches this shell pattern ('resnet*', "
+                             "'timm/*'); the other rows of DIR's atlas.json are kept")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="worker processes (default: the CPUs, at most 2)")
+    return parser
+
+
+def atlas(argv: list[str]) -> int:
+    args = _atlas_parser().parse_args(argv)
+    import time
+    from pathlib import Path
+
+    from . import atlas as atlas_
+
+    start = time.perf_counter()
+    try:
+        rows = atlas_.generate(args.only, processes=args.processes)
+    except ValueError as error:
+        print(f"python -m rfviz atlas: error: {error}", file=sys.stderr)
+        return 2
+    if args.only and (Path(args.out) / "atlas.json").exists():
+        rows = atlas_.merge(atlas_.read(args.out), rows, args.only)
+    atlas_.write(rows, args.out)
+    networks = len({row["model"] for row in rows})
+    print(f"{len(rows)} rows of {networks} network{'s' * (networks != 1)} -> {args.out}/"
+          f"README.md, atlas.csv, atlas.json ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["atlas"]:
+        return atlas(argv[1:])
     args = _parser().parse_args(argv)
     import torchvision  # here, so that --help answers at once
 

@@ -89,7 +89,7 @@ def test_every_import_of_the_package_is_declared_in_pyproject():
 LAYERS = [
     {"arithmetic", "field", "spans", "roundoff", "table", "layer_table", "exercises",
      "architectures"},
-    {"tracing", "probe", "tiling", "erf", "cost", "split",
+    {"tracing", "atlas", "probe", "tiling", "erf", "cost", "split",
      "unet", "blend"},
     {"draw"},
     {"widgets", "__main__", "__init__"},
