@@ -438,6 +438,8 @@ def test_vision_transformer_patch_field_then_global():
         table = trace(vit)
     assert str(table["conv_proj"].field) == "16 px, jump 16, padding 0"
     assert table.rows[-1].field.is_global
+    first_block = [row for row in table if "encoder_layer_0" in row.name]
+    assert first_block[-1].field.is_global  # attention: every token sees every token
 
 
 # --- padding ops: a constant pad shifts every unit; a copying pad is refused ---------------
@@ -488,3 +490,23 @@ def test_functional_batch_norm_is_per_channel_and_group_norm_global():
 
     assert receptive_field(Norms(group=False), None, 16).size == (3, 3)
     assert receptive_field(Norms(group=True), None, 16).is_global
+
+
+@torch.fx.wrap
+def _twice_and_size(x):  # a wrapped helper: torch.fx records one call giving a tuple
+    return x * 2, x.shape[-1]
+
+
+def test_a_call_giving_a_tuple_of_tensors_is_said_not_dropped():
+    class Tuple(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = conv(3, c_in=3), conv(3)
+
+        def forward(self, x):
+            y, _ = _twice_and_size(self.a(x))
+            return self.b(y)
+
+    with pytest.warns(RfvizWarning, match=r"cannot follow _twice_and_size .*gives several"):
+        table = trace(Tuple(), input_size=16)
+    assert table[-1].name == "b" and table[-1].field.unknown

@@ -226,11 +226,11 @@ def merged_field(values, where: str, units: tuple[int, ...] = ()) -> Field:
     upsampled map beside an encoder's skip connection), each unit's union.
     ``units``: the merged tensor's length along each axis."""
     fields = [v.field for v in values]
+    if any(f.is_global for f in fields):  # a union with the whole input is the whole input
+        return Field.whole_input()
     unknown = next((f for f in fields if f.unknown), None)
     if unknown:
         return unknown
-    if any(f.is_global for f in fields):
-        return Field.whole_input()
     if any(f.per_unit for f in fields):
         return Field(tuple(_union(branch_axes, n) for branch_axes, n in zip(
             zip(*(f.axes for f in fields), strict=True), units, strict=True)))

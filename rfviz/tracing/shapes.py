@@ -29,6 +29,7 @@ from .ops import (
 
 _SHAPE = "rfviz_shape"
 _VALUE = "rfviz_value"
+_TENSORS = "rfviz_gives_tensors"
 # What torch says when a window does not fit its input (modules run on a meta copy).
 _TOO_SMALL = re.compile(r"too small|greater than actual input|smaller than", re.IGNORECASE)
 
@@ -37,6 +38,11 @@ def _is_number(value) -> bool:
     if isinstance(value, tuple | list):
         return all(isinstance(v, int | float) for v in value)
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def gives_tensors(node: torch.fx.Node) -> bool:
+    """Whether ``node`` gave a tuple or list holding tensors (after shape propagation)."""
+    return node.meta.get(_TENSORS, False)
 
 
 def concrete(argument):
@@ -85,6 +91,8 @@ class MetaShapeProp(torch.fx.Interpreter):
             node.meta.pop(_SHAPE, None)
             if _is_number(result):  # sizes read from a tensor, e.g. x.shape[-2:]
                 node.meta[_VALUE] = tuple(result) if isinstance(result, tuple) else result
+            node.meta[_TENSORS] = isinstance(result, tuple | list) and any(
+                isinstance(item, torch.Tensor) for item in result)
         return result
 
     def _row_name(self, failing: torch.fx.Node) -> str:

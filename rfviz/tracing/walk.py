@@ -15,7 +15,7 @@ from ..field import CannotFollow, Field
 from ..layer_table import LayerRow
 from .ops import SPLITTING
 from .rules import Op, Step, Value
-from .shapes import shape_of
+from .shapes import gives_tensors, shape_of
 from .table import rule_for
 
 __all__ = ["RowNames", "Walk", "scopes"]
@@ -79,12 +79,30 @@ class Walk:
             elif node.op in ("call_module", "call_function", "call_method"):
                 if node.target in SPLITTING:  # a tuple of tensors, taken apart by getitem
                     self._split(node)
+                elif gives_tensors(node):  # any other call giving several tensors
+                    self._opaque(node)
                 elif shape is not None:  # not sizes, tuples, ...
                     inputs = tuple(self.values[a] for a in node.all_input_nodes
                                    if a in self.values)
                     if inputs:
                         self._step(node, inputs)
         return self.rows
+
+    def _opaque(self, node) -> None:
+        """A call that gives a tuple of tensors rfviz has no rule for: the tensors taken
+        from it have unknown fields, said once (never dropped in silence)."""
+        source = next((a for a in node.all_input_nodes if a in self.values), None)
+        if source is None:
+            return
+        if node.op == "call_module" and isinstance(self.modules[node.target],
+                                                   nn.MultiheadAttention):
+            # every token attends to every token: global, whatever came before
+            self.values[node] = Value(Field.whole_input(), self.values[source].dims)
+            return
+        problem = CannotFollow(self.name.op(node), "it gives several tensors (a tuple) and "
+                               "rfviz has no rule for it", self.name(node))
+        self.problems.append((len(self.rows), problem))
+        self.values[node] = Value(Field.unknown_after(problem), self.values[source].dims)
 
     def _split(self, node) -> None:
         """``chunk`` / ``split`` give a tuple of tensors, taken apart by ``getitem``: along the
