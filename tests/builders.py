@@ -8,18 +8,24 @@ import random
 import torch
 from torch import nn
 
-from rfviz.field import Layer
+from rfviz.field import Layer, layer_sizes
 
 
 def torch_stack_1d(layers: list[Layer]) -> nn.Sequential:
-    """The layers as torch modules on one channel, float64. Convolutions get positive weights
-    (no cancellation to exactly zero); pools become average pools, which spread their gradient
-    over the whole window."""
+    """The layers as torch modules on one channel, float64. Convolutions, transposed ones
+    too, get positive weights (no cancellation to exactly zero); pools become average pools,
+    which spread their gradient over the whole window."""
     modules = []
     for layer in layers:
         if layer.op == "conv":
             conv = nn.Conv1d(1, 1, layer.kernel, layer.stride, layer.padding, layer.dilation,
                              dtype=torch.float64)
+            nn.init.uniform_(conv.weight, 0.1, 1.0)
+            modules.append(conv)
+        elif layer.op == "transposed":
+            conv = nn.ConvTranspose1d(1, 1, layer.kernel, layer.stride, layer.padding,
+                                      layer.output_padding, dilation=layer.dilation,
+                                      dtype=torch.float64)
             nn.init.uniform_(conv.weight, 0.1, 1.0)
             modules.append(conv)
         else:
@@ -35,7 +41,7 @@ def gradient_support(stack: nn.Module, size: int, unit: int, seeds=range(3)) -> 
     for seed in seeds:
         torch.manual_seed(seed)
         for module in stack:
-            if isinstance(module, nn.Conv1d):
+            if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
                 nn.init.uniform_(module.weight, 0.1, 1.0)
         x = torch.rand(1, 1, size, dtype=torch.float64, requires_grad=True)
         (grad,) = torch.autograd.grad(stack(x)[0, 0, unit], x)
@@ -58,3 +64,20 @@ def random_layers(rng: random.Random, *, pool_share: float = 0.3, dilation: bool
             layers.append(Layer(rng.randint(1, 5), rng.randint(1, 3), rng.randint(0, 2),
                                 rng.randint(1, 3) if dilation else 1))
     return layers
+
+
+def fitting_cases(make_layers, sizes: tuple[int, int], count: int, seed: int,
+                  max_output: int | None = None):
+    """``count`` (layers, size) pairs: random stacks from ``make_layers(rng)`` on a random
+    size in ``sizes``, kept only where every layer fits (and the output is at most
+    ``max_output`` long)."""
+    rng = random.Random(seed)
+    while count:
+        layers, size = make_layers(rng), rng.randint(*sizes)
+        try:
+            out = layer_sizes(layers, size)[-1]
+        except ValueError:
+            continue
+        if max_output is None or out <= max_output:
+            count -= 1
+            yield layers, size

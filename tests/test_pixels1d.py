@@ -1,10 +1,8 @@
 """The 1D diagram: its geometry against torch, and what it draws."""
 
-import random
-
 import matplotlib
 import pytest
-from builders import gradient_support, random_layers, torch_stack_1d
+from builders import fitting_cases, gradient_support, random_layers, torch_stack_1d
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
@@ -62,19 +60,8 @@ def test_errors_name_the_layer_and_the_range():
 # --- torch as the oracle: the highlighted input cells are exactly the gradient support ----
 
 
-def random_cases(count, seed=3):
-    rng = random.Random(seed)
-    while count:
-        layers, size = random_layers(rng), rng.randint(4, 40)
-        try:
-            layer_sizes(layers, size)
-        except ValueError:
-            continue
-        count -= 1
-        yield layers, size
-
-
-@pytest.mark.parametrize(("layers", "size"), list(random_cases(60)))
+@pytest.mark.parametrize(("layers", "size"),
+                         list(fitting_cases(random_layers, (4, 40), 60, seed=3)))
 def test_highlighted_input_is_the_gradient_support(layers, size):
     stack = torch_stack_1d(layers)
     for unit in range(layer_sizes(layers, size)[-1]):

@@ -5,7 +5,7 @@ import random
 
 import pytest
 import torch
-from builders import gradient_support
+from builders import fitting_cases, gradient_support, torch_stack_1d
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
@@ -188,42 +188,13 @@ def random_decoder(rng: random.Random) -> list[Layer]:
     return layers
 
 
-def torch_decoder(layers: list[Layer]) -> nn.Sequential:
-    modules = []
-    for layer in layers:
-        if layer.op == "transposed":
-            modules.append(conv_transpose(layer.kernel, layer.stride, layer.padding,
-                                          layer.output_padding, layer.dilation))
-        else:
-            conv = nn.Conv1d(1, 1, layer.kernel, layer.stride, layer.padding, layer.dilation,
-                             bias=False, dtype=torch.float64)
-            nn.init.ones_(conv.weight)
-            modules.append(conv)
-    return nn.Sequential(*modules)
-
-
-def decoder_cases(count, seed=11):
-    rng = random.Random(seed)
-    while count:
-        layers, size = random_decoder(rng), rng.randint(1, 12)
-        try:
-            if layer_sizes(layers, size)[-1] > 80:
-                continue
-        except ValueError:
-            continue
-        count -= 1
-        yield layers, size
-
-
-@pytest.mark.parametrize(("layers", "size"), list(decoder_cases(40)))
+@pytest.mark.parametrize(("layers", "size"), list(fitting_cases(random_decoder, (1, 12), 40,
+                                                               seed=11, max_output=80)))
 def test_highlight_through_transposed_layers_is_the_gradient_support(layers, size):
-    stack = torch_decoder(layers)
+    stack = torch_stack_1d(layers)
     n_out = layer_sizes(layers, size)[-1]
     for unit in range(0, n_out, max(1, n_out // 12)):
-        (grad,) = torch.autograd.grad(
-            stack(x := torch.rand(1, 1, size, dtype=torch.float64, requires_grad=True))[
-                0, 0, unit], x)
-        support = set(torch.nonzero(grad[0, 0]).flatten().tolist())
+        support = gradient_support(stack, size, unit, seeds=[0])
         assert layout_pixels1d(layers, size, unit).input_cells == support, unit
 
 
