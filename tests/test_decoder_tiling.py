@@ -9,44 +9,16 @@ an error at least GAP times larger.
 import pytest
 import torch
 import torchvision
+from builders import (
+    assert_exact_and_wrong_ones_far_above,
+    one_step_less_before,
+    one_tile_error,
+    shrink,
+    tiled_error,
+)
 
-from rfviz.roundoff import ROUND_OFF, relative_error
-from rfviz.tiling import Margins, tile_margins, tiled_forward
-
-GAP = 1e6
-
-
-def shrink(margins: Margins, before=0, after=0) -> Margins:
-    return Margins(tuple(b - before for b in margins.before),
-                   tuple(a - after for a in margins.after), margins.stride, margins.grid)
-
-
-def tiled_error(fn, image, tile, margins) -> float:
-    with torch.no_grad():
-        return relative_error(tiled_forward(fn, image, margins, tile), fn(image))
-
-
-def one_tile_error(fn, image, start: int, length: int, before: int, after: int) -> float:
-    """One tile of rows ``start … start+length-1`` (the image's whole width): the error,
-    against the whole image, of the rows with ``before`` rows of the tile above them and
-    ``after`` below. With the margins that is exact; with one row less it is not."""
-    keep = slice(before, length - after)
-    with torch.no_grad():
-        whole = fn(image)[:, :, start:start + length][:, :, keep]
-        tile = fn(image[:, :, start:start + length])[:, :, keep]
-    return relative_error(tile, whole)
-
-
-def one_grid_step_less(margins: Margins) -> Margins:
-    """Tiles start one grid cell later than the margin asks (72 -> 64 for before=71)."""
-    before = tuple(a - g for a, g in zip(margins.before_aligned, margins.grid, strict=True))
-    return Margins(before, margins.after, margins.stride, margins.grid)
-
-
-def assert_exact_and_wrong_ones_far_above(exact: float, **wrong: float) -> None:
-    assert exact <= ROUND_OFF, f"exact margins gave {exact:.3g} > round-off {ROUND_OFF:g}"
-    for name, value in wrong.items():
-        assert value >= GAP * ROUND_OFF, f"{name}: {value:.3g} is not far above round-off"
+from rfviz.roundoff import ROUND_OFF
+from rfviz.tiling import tile_margins, tiled_forward
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +47,7 @@ def test_unet_tiles_equal_the_whole_image(unet):
     # before or after is wrong. (Each unit's span is checked to the pixel in test_decoders.)
     assert_exact_and_wrong_ones_far_above(
         tiled_error(fn, image, tile, margins),
-        one_grid_cell_less_before=tiled_error(fn, image, tile, one_grid_step_less(margins)),
+        one_grid_cell_less_before=tiled_error(fn, image, tile, one_step_less_before(margins)),
         one_grid_cell_less_after=tiled_error(fn, image, tile, shrink(margins, after=8)))
 
 
@@ -120,7 +92,7 @@ def test_fcn_resnet50_tiles_equal_the_whole_image(fcn):
         exact, four_pixels_off_the_grid=one_tile_error(fn, image, 44, 560, m.before, m.after))
     # In an untrained ResNet-50 the pixels at the edge of a 451-pixel field weigh about 1e-8
     # of the output: a grid cell less margin is 1e4 (not 1e6) times the round-off bound.
-    for short in (one_grid_step_less(margins), shrink(margins, after=8)):
+    for short in (one_step_less_before(margins), shrink(margins, after=8)):
         assert tiled_error(fn, image, (128, 32), short) >= 1e4 * ROUND_OFF
 
 

@@ -8,94 +8,11 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from builders import assert_every_unit_exact, inside
 from torch import nn
 
 from rfviz import RfvizWarning, receptive_field, trace
 from rfviz.spans import Spans
-
-
-def positive(model: nn.Module) -> nn.Module:
-    """float64, eval, weights positive and biases zero: a linear map (the test models have no
-    activations) in which no sum of paths cancels to zero."""
-    model = model.double().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.uniform_(0.1, 1.0) if name.endswith("weight") else p.zero_()
-    return model
-
-
-def gradient_spans(model: nn.Module, shape) -> dict[tuple[int, ...], tuple]:
-    """Every output unit's bounding box, per spatial axis, of the input pixels its gradient
-    reaches (None per axis where it reaches none).
-
-    The model is linear, so its Jacobian's column for pixel ``j`` is the model applied to
-    the image that is 1 at ``j`` (in every channel) and 0 elsewhere: one batched forward pass.
-    """
-    spatial = shape[2:]
-    pixels = torch.eye(int(torch.tensor(spatial).prod()), dtype=torch.float64)
-    basis = pixels.reshape(-1, 1, *spatial).expand(-1, shape[1], *spatial)
-    with torch.no_grad():
-        reached = model(basis).ne(0).any(1)  # (pixel, *out_spatial)
-    reached = reached.reshape(*spatial, *reached.shape[1:])  # (*in, *out)
-    n = len(spatial)
-    spans = {}
-    for unit in _units(tuple(reached.shape[n:])):
-        mask = reached[(..., *unit)]
-        per_axis = []
-        for axis in range(n):
-            others = tuple(d for d in range(n) if d != axis)
-            hits = torch.nonzero(mask.any(dim=others) if others else mask).flatten()
-            per_axis.append((int(hits[0]), int(hits[-1])) if len(hits) else None)
-        spans[unit] = tuple(per_axis)
-    return spans
-
-
-def _units(sizes):
-    if not sizes:
-        yield ()
-        return
-    for first in range(sizes[0]):
-        for rest in _units(sizes[1:]):
-            yield (first, *rest)
-
-
-def inside(span, size) -> bool:
-    return span is None or (span[0] >= 0 and span[1] <= size - 1)
-
-
-def assert_every_unit_exact(model: nn.Module, shape, *, periods: int = 1):
-    """The traced field's span of every output unit whose span lies inside the input is the
-    gradient's, and those units include ``periods`` whole periods of every axis.
-
-    (At the border a field's span may be longer than the gradient's: a field counts padding
-    units as pixels, and a convolution may drop the image's last pixels, so padding past the
-    end stands where pixels the field counts were never read.)
-    """
-    model = positive(model)
-    field = receptive_field(model, None, tuple(shape[2:]))
-    measured = gradient_spans(model, shape)
-    checked = [set() for _ in shape[2:]]
-    for unit, spans in measured.items():
-        predicted = tuple(axis.span(i) for axis, i in zip(field.axes, unit, strict=True))
-        if not all(inside(p, n) for p, n in zip(predicted, shape[2:], strict=True)):
-            continue
-        assert predicted == spans, f"unit {unit}: rfviz {predicted}, gradient {spans}"
-        for axis, i in enumerate(unit):
-            checked[axis].add(i)
-    for axis, units in zip(field.axes, checked, strict=True):
-        period = getattr(axis, "period", 1) or len(units) or 1
-        runs = _longest_run(units)
-        assert runs >= periods * period, f"only {runs} consecutive units checked, period {period}"
-    return field
-
-
-def _longest_run(units: set[int]) -> int:
-    best = run = 0
-    for u in range(max(units, default=-1) + 2):
-        run = run + 1 if u in units else 0
-        best = max(best, run)
-    return best
-
 
 # --- transposed convolution ---------------------------------------------------------------
 
@@ -235,7 +152,7 @@ def test_unet_skip_connection_merges_each_units_spans():
             skip = self.enc(x)
             return self.dec(torch.cat([skip, self.up(self.down(skip))], dim=1))
 
-    model = positive(TinyUNet())
+    model = TinyUNet()
     model.down[0] = nn.AvgPool2d(2)  # a max pool's gradient goes to one winner per window
     assert_every_unit_exact(model, (1, 1, 24, 20))
 

@@ -9,38 +9,18 @@ that depends on the tensor's size, the CPU and the thread count.
 import pytest
 import torch
 import torchvision
+from builders import (
+    assert_exact_and_wrong_ones_far_above,
+    one_step_less_before,
+    shrink,
+    tiled_error,
+)
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from rfviz.field import ReceptiveField
-from rfviz.roundoff import ROUND_OFF, relative_error
 from rfviz.tiling import AxisMargins, Margins, plan_axis, tile_margins, tile_plan, tiled_forward
 from rfviz.tracing import receptive_field
-
-GAP = 1e6  # a margin error is at least this many times the round-off bound
-
-
-def error(fn, image, tile, margins):
-    """Relative error of the tiled result against the whole image's."""
-    with torch.no_grad():
-        return relative_error(tiled_forward(fn, image, margins, tile), fn(image))
-
-
-def assert_exact_and_short_by_one_is_wrong(exact: float, **short: float) -> None:
-    assert exact <= ROUND_OFF, f"exact margins gave {exact:.3g} > round-off {ROUND_OFF:g}"
-    for name, wrong in short.items():
-        assert wrong >= GAP * ROUND_OFF, f"{name}: {wrong:.3g} is not far above round-off"
-
-
-def shrink(margins: Margins, before=0, after=0) -> Margins:
-    return Margins(tuple(b - before for b in margins.before),
-                   tuple(a - after for a in margins.after), margins.stride)
-
-
-def one_stride_less_before(margins: Margins) -> Margins:
-    """Tiles start one stride earlier on the grid than the aligned margin asks (144 -> 128)."""
-    before = tuple(a - s for a, s in zip(margins.before_aligned, margins.stride, strict=True))
-    return Margins(before, margins.after, margins.stride)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +40,10 @@ def test_margins_come_from_the_field(stride_one_net):
 def test_stride_one_margins_are_exact_to_the_pixel(stride_one_net):
     image = torch.randn(2, 2, 45, 38, dtype=torch.float64)
     margins = tile_margins(stride_one_net, input_size=(45, 38))
-    assert_exact_and_short_by_one_is_wrong(
-        error(stride_one_net, image, (8, 8), margins),
-        before_minus_1=error(stride_one_net, image, (8, 8), shrink(margins, before=1)),
-        after_minus_1=error(stride_one_net, image, (8, 8), shrink(margins, after=1)))
+    assert_exact_and_wrong_ones_far_above(
+        tiled_error(stride_one_net, image, (8, 8), margins),
+        before_minus_1=tiled_error(stride_one_net, image, (8, 8), shrink(margins, before=1)),
+        after_minus_1=tiled_error(stride_one_net, image, (8, 8), shrink(margins, after=1)))
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +62,10 @@ def test_resnet50_layer3_margins_are_asymmetric_and_exact(resnet50_layer3):
     assert margins.h.after == field.h.size - field.h.stride - field.h.padding
     assert margins.h.before != margins.h.after  # 133 vs 118
     image = torch.rand(1, 3, 352, 288, dtype=torch.float64)
-    assert_exact_and_short_by_one_is_wrong(
-        error(fn, image, (128, 96), margins),
-        after_minus_1=error(fn, image, (128, 96), shrink(margins, after=1)),
-        one_stride_less_before=error(fn, image, (128, 96), one_stride_less_before(margins)))
+    assert_exact_and_wrong_ones_far_above(
+        tiled_error(fn, image, (128, 96), margins),
+        after_minus_1=tiled_error(fn, image, (128, 96), shrink(margins, after=1)),
+        one_step_less_before=tiled_error(fn, image, (128, 96), one_step_less_before(margins)))
 
 
 @pytest.mark.parametrize(("length", "outputs", "tile"), [(500, 32, 128), (97, 25, 8),
@@ -113,10 +93,10 @@ def test_batches_and_sizes_that_are_not_multiples_of_the_tile():
                         nn.Conv2d(4, 5, 3, padding=1)).double().eval()
     image = torch.randn(3, 3, 97, 131, dtype=torch.float64)
     margins = tile_margins(net, input_size=(97, 131))
-    assert_exact_and_short_by_one_is_wrong(
-        error(net, image, (16, 24), margins),
-        after_minus_1=error(net, image, (16, 24), shrink(margins, after=1)),
-        one_stride_less_before=error(net, image, (16, 24), one_stride_less_before(margins)))
+    assert_exact_and_wrong_ones_far_above(
+        tiled_error(net, image, (16, 24), margins),
+        after_minus_1=tiled_error(net, image, (16, 24), shrink(margins, after=1)),
+        one_step_less_before=tiled_error(net, image, (16, 24), one_step_less_before(margins)))
 
 
 def test_progress_bar_can_be_forced(capsys):

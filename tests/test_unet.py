@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from builders import (
+    GAP,
+    assert_every_unit_exact,
+    one_step_less_before,
+    one_tile_error,
+    positive,
+    shrink,
+    tiled_error,
+)
 from torch import nn
 
-from rfviz import receptive_field, tile_margins, trace
-from rfviz.roundoff import ROUND_OFF, relative_error
-from rfviz.tiling import Margins, tiled_forward
+from rfviz import tile_margins, trace
+from rfviz.roundoff import ROUND_OFF
 from rfviz.unet import UNet
-
-GAP = 1e6
 
 
 @pytest.mark.parametrize(("width", "depth", "size"), [
@@ -40,46 +46,12 @@ def test_every_traced_shape_is_torchs(width, depth, size):
     assert f"down.{depth}.0" in rows and f"up.{depth - 1}" in rows
 
 
-def linear(net: nn.Module) -> nn.Module:
-    """float64, eval, positive weights, zero biases, average pools for the max pool: on
-    inputs ≥ 0 every ReLU passes its input, so the network is linear there and its Jacobian
-    has no cancelling paths (a max pool's gradient would go to one winner per window)."""
-    net = net.double().eval()
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            p.uniform_(0.1, 1.0) if name.endswith("weight") else p.zero_()
-    net.pool = nn.AvgPool2d(2)
-    return net
-
-
-def gradient_spans(net: nn.Module, size: tuple[int, int]) -> list[list[tuple[int, int]]]:
-    """Per axis and output unit, the first and last input row (column) the unit's gradient
-    reaches. The network being linear on inputs ≥ 0, its output for an input that is 1 on
-    row r and 0 elsewhere is the sum of the Jacobian's columns of that row: nonzero at a unit
-    exactly when the unit's gradient reaches row r. One batched pass per axis."""
-    spans = []
-    for axis, n in enumerate(size):
-        probes = torch.zeros(n, 1, *size, dtype=torch.float64)
-        for r in range(n):
-            probes[(r, 0, r) if axis == 0 else (r, 0, slice(None), r)] = 1.0
-        with torch.no_grad():
-            reached = net(probes).ne(0).any(1).any(2 - axis)  # (probe row, output unit)
-        spans.append([(int(hits[0]), int(hits[-1])) for hits in
-                      (torch.nonzero(reached[:, u]).flatten() for u in range(n))])
-    return spans
-
-
 @pytest.mark.parametrize(("depth", "size"), [(1, (24, 20)), (2, (64, 56)), (3, (128, 120))])
 def test_every_units_span_is_where_the_gradient_lands(depth, size):
-    net = linear(UNet(in_channels=1, classes=1, width=2, depth=depth))
-    field = receptive_field(net, input_size=size)
+    net = UNet(in_channels=1, classes=1, width=2, depth=depth)
+    net.pool = nn.AvgPool2d(2)  # a max pool's gradient would go to one winner per window
+    field = assert_every_unit_exact(net, (1, 1, *size))  # a whole period of phases, in a row
     assert field.per_unit and field.h.period == field.w.period == 2**depth
-    for axis, n, measured in zip(field.axes, size, gradient_spans(net, size), strict=True):
-        inside = [u for u in range(n) if axis.span(u)[0] >= 0 and axis.span(u)[1] <= n - 1]
-        for u in inside:
-            assert axis.span(u) == measured[u], f"unit {u}"
-        # at least one whole period of phases, in a row (the borders clip spans)
-        assert len(inside) >= 2**depth and inside == list(range(inside[0], inside[-1] + 1))
 
 
 def first_pixel_of_a_cells_first_unit(depth: int) -> int:
@@ -106,29 +78,15 @@ def unet():
     margins (they reach the output only through the bottom level) weigh ~1e-8 of it, and a
     grid cell less margin would hide below GAP times the round-off."""
     torch.manual_seed(0)
-    net = UNet(width=4, depth=3).double().eval()
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            p.uniform_(0.1, 1.0) if name.endswith("weight") else p.zero_()
+    net = positive(UNet(width=4, depth=3))
     return net, tile_margins(net, input_size=(160, 160))
-
-
-def tiled_error(net, image, tile, margins) -> float:
-    with torch.no_grad():
-        return relative_error(tiled_forward(net, image, margins, tile), net(image))
 
 
 def test_tiles_equal_the_whole_image_and_one_grid_cell_less_does_not(unet):
     net, margins = unet
     image = torch.randn(2, 3, 160, 96, dtype=torch.float64)
-    exact = tiled_error(net, image, (48, 40), margins)
-    assert exact <= ROUND_OFF
-    g = margins.grid[0]
-    less_before = Margins(tuple(b - g for b in margins.before_aligned), margins.after,
-                          margins.stride, margins.grid)
-    less_after = Margins(margins.before, tuple(a - g for a in margins.after), margins.stride,
-                         margins.grid)
-    for short in (less_before, less_after):
+    assert tiled_error(net, image, (48, 40), margins) <= ROUND_OFF
+    for short in (one_step_less_before(margins), shrink(margins, after=margins.grid[0])):
         assert tiled_error(net, image, (48, 40), short) >= GAP * ROUND_OFF
 
 
@@ -136,14 +94,9 @@ def test_a_tile_off_the_grid_is_far_from_the_whole_image(unet):
     net, margins = unet
     image = torch.randn(1, 3, 192, 32, dtype=torch.float64)
     before, after = margins.h.before_aligned, margins.h.after
-    errors = []
-    for start in (16, 20):  # on the grid of 8, and 4 pixels off it
-        keep = slice(before, 128 - after)
-        with torch.no_grad():
-            tile = net(image[:, :, start:start + 128])[:, :, keep]
-            whole = net(image)[:, :, start:start + 128][:, :, keep]
-        errors.append(relative_error(tile, whole))
-    assert errors[0] <= ROUND_OFF and errors[1] >= GAP * ROUND_OFF
+    # on the grid of 8, and 4 pixels off it
+    assert one_tile_error(net, image, 16, 128, before, after) <= ROUND_OFF
+    assert one_tile_error(net, image, 20, 128, before, after) >= GAP * ROUND_OFF
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
