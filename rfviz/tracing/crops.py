@@ -15,6 +15,7 @@ import torch.fx
 
 from ..field import CannotFollow, Field, ReceptiveField
 from ..spans import Spans, copied
+from .ops import COPY_MODES
 from .rules import Op, Step, along
 from .shapes import concrete
 
@@ -27,9 +28,9 @@ def pad(step: Step) -> Op:
     amount crops. Padding that copies pixels (reflect, replicate, circular) gives each new
     unit the pixel it copies: per-unit spans, the copies included."""
     if step.module is not None:
-        kind = type(step.module).__name__
         amounts = step.module.padding
-        mode = next((m for prefix, m in _MODES.items() if kind.startswith(prefix)), "constant")
+        mode = next((m for kind, m in COPY_MODES.items() if isinstance(step.module, kind)),
+                    "constant")
     else:
         amounts, mode = concrete(step.argument(1, "pad")), step.argument(2, "mode", "constant")
     field, dims = step.value.field, step.value.dims
@@ -51,9 +52,6 @@ def pad(step: Step) -> Op:
         else:
             axes.append(along(axis, step.out_shape[d], 1, 1, left))
     return Op(Field(tuple(axes)), dims, {"padding": tuple(before.get(d, 0) for d in dims)})
-
-
-_MODES = {"Reflection": "reflect", "Replication": "replicate", "Circular": "circular"}
 
 
 def _crop(axis: ReceptiveField | Spans, units_in: int, units_out: int, start: int,

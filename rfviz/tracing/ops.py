@@ -48,9 +48,14 @@ POOL_AXES = {**dict(zip(MAX_POOLS, (1, 2, 3), strict=True)),
              **dict(zip(AVG_POOLS, (1, 2, 3), strict=True))}
 CONSTANT_PADS = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
                  nn.ConstantPad3d)
-COPYING_PADS = (nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
-                nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d,
-                nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d)
+# pads that copy pixels, by the mode F.pad calls them
+COPY_MODES = {**dict.fromkeys((nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d),
+                              "reflect"),
+              **dict.fromkeys((nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d),
+                              "replicate"),
+              **dict.fromkeys((nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d),
+                              "circular")}
+COPYING_PADS = tuple(COPY_MODES)
 SPATIAL_STATISTICS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 ELEMENTWISE_FUNCTIONS = {
