@@ -35,8 +35,7 @@ from tqdm.auto import tqdm
 
 from .field import FieldError, PerAxis, ReceptiveField
 from .layer_table import LayerRow, LayerTable
-from .tracing import _trace, receptive_field
-from .tracing.shapes import input_shape
+from .tracing import _trace
 
 __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
            "tile_plan", "tiled_forward"]
@@ -104,10 +103,13 @@ def tile_margins(model: nn.Module, layer: str | None = None, input_size=(224, 22
     >>> tile_margins(torchvision.models.resnet50(weights=None), "layer3")
     Margins(before=(133, 133), after=(118, 118), stride=(16, 16))
     """
-    field = receptive_field(model, layer, input_size)
+    table = _trace(model, input_size)
+    row = table.rows[-1] if layer is None else table.find(layer)
+    table.warn(up_to=table.rows.index(row))
+    field = row.field
     _check_followed(field, layer)
     if field.per_unit:
-        return _decoder_margins(model, layer, input_size)
+        return _decoder_margins(model, layer, table, row)
     return Margins(before=field.padding,
                    after=tuple(a.size - a.stride - a.padding for a in field.axes),
                    stride=field.stride)
@@ -123,10 +125,12 @@ def _check_followed(field, layer) -> None:
                          "cannot be derived")
 
 
-def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins:
+def _decoder_margins(model: nn.Module, layer: str | None, table: LayerTable,
+                     row: LayerRow) -> Margins:
     """Margins of a field whose units see different spans (after upsampling), for tiles
-    that keep whole grid cells, read from the spans at a size that holds a few whole fields."""
-    field, grid, sizes = _traced_large_enough(model, layer, _sizes(model, input_size))
+    that keep whole grid cells, read from the spans at a size that holds a few whole fields
+    (``table`` is the trace at the user's size, ``row`` the layer's)."""
+    field, grid, sizes = _traced_large_enough(model, layer, table, row)
     names = AXIS_WORDS.get(len(sizes), AXIS_WORDS[3])
     axes = [_axis_margins(axis, n, g, f"layer={layer!r} along the {name}")
             for axis, n, g, name in zip(field.axes, sizes, grid, names, strict=True)]
@@ -137,18 +141,19 @@ def _decoder_margins(model: nn.Module, layer: str | None, input_size) -> Margins
 AXIS_WORDS = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
-def _traced_large_enough(model, layer, sizes):
+def _traced_large_enough(model, layer, table: LayerTable, row: LayerRow):
     """The field at ``layer``, its grid, and the size traced: a multiple of the grid with
     room for two fields and a few cells (a small image cuts every span at its borders)."""
-    for _ in range(4):
-        table = _trace(model, sizes)
-        row = table.rows[-1] if layer is None else table.find(layer)
+    sizes = tuple(table.input_shape[1:])
+    for attempt in range(5):
         field, grid = row.field, _grid(table, row)
         needed = tuple(math.ceil((2 * r + 4 * g) / g) * g for r, g
                        in zip(field.size, grid, strict=True))
-        if all(n >= m for n, m in zip(sizes, needed, strict=True)):
+        if attempt == 4 or all(n >= m for n, m in zip(sizes, needed, strict=True)):
             break
         sizes = tuple(max(n, m) for n, m in zip(sizes, needed, strict=True))
+        table = _trace(model, sizes)
+        row = table.rows[-1] if layer is None else table.find(layer)
     return field, grid, sizes
 
 
@@ -180,11 +185,6 @@ def _axis_margins(axis, n: int, grid: int, where: str) -> tuple[int, int, int]:
     (before, _), = reach[0]
     (_, after), = reach[cell - 1]
     return before, after, j
-
-
-def _sizes(model, input_size) -> tuple[int, ...]:
-    shape = input_shape(model, input_size)
-    return tuple(shape[2:])
 
 
 def _grid(table: LayerTable, row: LayerRow) -> tuple[int, ...]:
