@@ -12,6 +12,7 @@ Field in Deep Convolutional Neural Networks") is the same gradient's magnitude, 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,8 @@ from .field import Field, ReceptiveField
 from .tracing import _trace
 
 __all__ = ["MeasuredField", "effective_field", "measured_field", "truncate"]
+
+Progress = Callable[[Iterable], Iterable]  # wraps a loop to show how far it got: tqdm
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,11 @@ def _support(grad: torch.Tensor) -> tuple[tuple[int, int], ...]:
 
 def measured_field(model: nn.Module, layer: str | None = None, input_size=(224, 224), *,
                    unit: tuple[int, ...] | None = None, samples: int = 2,
-                   seed: int = 0) -> MeasuredField:
+                   seed: int = 0, progress: Progress | None = None) -> MeasuredField:
     """Measure the field at ``layer`` from gradients, for output ``unit`` (default: central).
 
     Choose ``input_size`` large enough that the field fits inside (``clipped`` tells).
+    ``progress`` wraps the loop over samples (e.g. ``tqdm``), to show how far it got.
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3))
@@ -125,7 +129,9 @@ def measured_field(model: nn.Module, layer: str | None = None, input_size=(224, 
     has_neighbour = all(n < size for n, size in zip(neighbour, spatial_out, strict=True))
     generator = torch.Generator().manual_seed(seed)
     grad_unit = grad_neighbour = 0
-    for _ in range(samples):  # one at a time: a batch would multiply the memory autograd keeps
+    steps = range(samples)
+    for _ in progress(steps) if progress else steps:  # one at a time: a batch would multiply
+        # the memory autograd keeps
         x = torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
         out = cut(x)[0]
         (grad,) = torch.autograd.grad(out[(slice(None), *unit)].sum(), x,
@@ -142,11 +148,12 @@ def measured_field(model: nn.Module, layer: str | None = None, input_size=(224, 
 
 def effective_field(model: nn.Module, layer: str | None = None, image_or_size=(224, 224), *,
                     unit: tuple[int, ...] | None = None, samples: int = 4,
-                    seed: int = 0) -> np.ndarray:
+                    seed: int = 0, progress: Progress | None = None) -> np.ndarray:
     """|gradient| of one output unit over the input, summed over channels, normalised to sum 1.
 
     ``image_or_size``: a (C, H, W) or (1, C, H, W) tensor, or a size for random inputs
-    (``samples`` of them, averaged). Returns a float64 array of shape (H, W).
+    (``samples`` of them, averaged). Returns a float64 array of shape (H, W). ``progress``
+    wraps the loop over inputs (e.g. ``tqdm``).
 
     >>> from torch import nn
     >>> erf = effective_field(nn.Conv2d(1, 1, 3, padding=1), None, (5, 5), unit=(2, 2))
@@ -166,7 +173,8 @@ def effective_field(model: nn.Module, layer: str | None = None, image_or_size=(2
         generator = torch.Generator().manual_seed(seed)
         image = torch.randn((samples, *shape[1:]), generator=generator, dtype=torch.float64)
     magnitude = 0
-    for one in image.split(1):  # one at a time, as in measured_field
+    ones = image.split(1)
+    for one in progress(ones) if progress else ones:  # one at a time, as in measured_field
         x = one.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(cut(x)[(0, slice(None), *unit)].sum(), x)
         magnitude = magnitude + grad[0].abs().sum(0)

@@ -1,9 +1,11 @@
-"""Lesson 1 in a real browser: JupyterLab from .venv, Debian's chromium driven by Playwright.
+"""Lessons 1 and 8 in a real browser: JupyterLab from .venv, Debian's chromium driven by
+Playwright.
 
-Runs all cells as a student would, moves the kernel and stride sliders with the keyboard as a
-person would, checks that the picture and the readout change, measures slider latency (key press
-to new image) and saves a screenshot under test-output/browser/. Skipped where chromium or
-playwright is missing, except with CI=true, where .ci/run installs them and the test must run.
+Runs all cells as a student would, moves sliders with the keyboard as a person would (lesson 1:
+kernel and stride; lesson 8: the atlas explorer's stage and unit), checks that the picture and
+the readout change, measures slider latency (key press to new image), presses the explorer's
+button and saves screenshots under test-output/browser/. Skipped where chromium or playwright
+is missing, except with CI=true, where .ci/run installs them and the test must run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = "01_conv_output_size.ipynb"
+EXPLORER = "08_atlas_explorer.ipynb"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -66,13 +69,15 @@ def _write_settings(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """JupyterLab on 127.0.0.1, a free port and a token, in a copy of notebooks/.
+    """JupyterLab on 127.0.0.1, a free port and a token, in a copy of notebooks/ (and of the
+    atlas beside it, as in the repository).
 
     Yields (base url, token, log path). ``expose_app_in_browser`` lets the test ask the
     application itself whether the kernel is ready and run commands by their ids.
     """
     folder = tmp_path_factory.mktemp("lab") / "notebooks"
     shutil.copytree(ROOT / "notebooks", folder)
+    shutil.copytree(ROOT / "docs" / "atlas", folder.parent / "docs" / "atlas")  # lesson 8 reads it
     settings = tmp_path_factory.mktemp("settings")
     _write_settings(settings)
     port, token = free_port(), uuid.uuid4().hex
@@ -95,24 +100,43 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    base, token, log_path = lab
+def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        workspace = uuid.uuid4().hex  # a fresh workspace: no tabs restored from earlier runs
-        page.goto(f"{base}/lab/workspaces/{workspace}/tree/{NOTEBOOK}?reset&token={token}")
-        try:
-            page.wait_for_selector(".jp-NotebookPanel:visible .jp-Notebook", timeout=90_000)
-            wait_for_kernel(page)
-            run_all_cells(page)
-            page.wait_for_selector(".widget-slider .noUi-handle", timeout=60_000)  # drawn
-        except Exception:
-            save_failure(page, "setup-failure", log_path)
-            raise
-        yield page
+        yield browser
         browser.close()
+
+
+def open_lesson(browser, lab, notebook: str):
+    """A new page with ``notebook`` open in a fresh workspace, every cell run, widgets drawn."""
+    base, token, log_path = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    workspace = uuid.uuid4().hex  # a fresh workspace: no tabs restored from earlier runs
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={token}")
+    try:
+        page.wait_for_selector(".jp-NotebookPanel:visible .jp-Notebook", timeout=90_000)
+        wait_for_kernel(page)
+        run_all_cells(page, notebook)
+        page.wait_for_selector(".widget-slider .noUi-handle", timeout=60_000)  # drawn
+    except Exception:
+        save_failure(page, f"setup-failure-{Path(notebook).stem}", log_path)
+        raise
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, lab):
+    page = open_lesson(browser, lab, NOTEBOOK)
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def explorer_page(browser, lab):
+    page = open_lesson(browser, lab, EXPLORER)
+    yield page
+    page.close()
 
 
 # The notebook panel in front, its kernel and its code cells' prompts, as the page has them.
@@ -171,7 +195,8 @@ def code_cells(name: str) -> list[dict]:
     return [c for c in notebook["cells"] if c["cell_type"] == "code"]
 
 
-def run_all_cells(page, timeout: float = 240, stalled_after: float = 8, runs: int = 3) -> None:
+def run_all_cells(page, notebook: str, timeout: float = 240, stalled_after: float = 8,
+                  runs: int = 3) -> None:
     """Run every cell (the command behind Run > Run All Cells, by its id, so no menu click can
     miss) and wait until every code cell's prompt carries a number.
 
@@ -180,7 +205,7 @@ def run_all_cells(page, timeout: float = 240, stalled_after: float = 8, runs: in
     cell is still "[ ]" or "[*]", run all cells again, as a person would; at most ``runs``
     times.
     """
-    total = len(code_cells(NOTEBOOK))
+    total = len(code_cells(notebook))
     deadline = time.monotonic() + timeout
     for _ in range(runs):
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
@@ -202,25 +227,30 @@ def run_all_cells(page, timeout: float = 240, stalled_after: float = 8, runs: in
     raise TimeoutError(f"Run All Cells left cells unrun {runs} times: {notebook_state(page)}")
 
 
-def slider_handle(page, label: str):
-    slider = page.locator(".widget-slider:visible", has=page.locator(f"label:text-is('{label}')"))
+def slider_handle(page, label: str, within: str = ""):
+    slider = page.locator(f"{within} .widget-slider:visible",
+                          has=page.locator(f"label:text-is('{label}')"))
     return slider.locator(".noUi-handle")
 
 
-def picture(page) -> str:
-    return page.locator(".widget-image:visible").first.get_attribute("src")
+def picture(page, within: str = "") -> str:
+    return page.locator(f"{within} .widget-image:visible").first.get_attribute("src")
 
 
-def press_and_wait(page, handle, key: str) -> float:
+def press_and_wait(page, handle, key: str, within: str = "") -> float:
     """Press ``key`` on a focused slider handle; seconds until the panel's image changes."""
-    before = picture(page)
+    before = picture(page, within)
     start = time.perf_counter()
     handle.press(key)
     page.wait_for_function(
-        "old => { const img = document.querySelector('.widget-image');"
+        "([old, selector]) => { const img = document.querySelector(selector);"
         " return img && img.src !== old; }",
-        arg=before, timeout=10_000, polling="raf")
+        arg=[before, f"{within} .widget-image".strip()], timeout=10_000, polling="raf")
     return time.perf_counter() - start
+
+
+def value_of(handle) -> str:
+    return handle.get_attribute("aria-valuetext") or handle.get_attribute("aria-valuenow")
 
 
 def readout(page) -> str:
@@ -280,3 +310,61 @@ def test_dark_theme_keeps_the_readout_and_diagram_readable(page):
     assert background[:3] == [255, 255, 255]  # the diagram keeps its own white ground
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / "01_conv_output_size_dark.png"))
+
+
+PANEL = ".rfviz-explorer"  # lesson 8's atlas explorer
+
+
+def explorer_line(page) -> str:
+    return page.locator(f"{PANEL} .widget-html:visible", has_text="traced now").first.inner_text()
+
+
+def test_the_explorer_moves_the_box_with_its_unit_and_stage_sliders(explorer_page):
+    page = explorer_page
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                          ":visible")
+    assert errors.count() == 0
+    unit, stage = slider_handle(page, "unit col", PANEL), slider_handle(page, "stage", PANEL)
+    unit.scroll_into_view_if_needed()
+    start = int(value_of(unit))
+    press_and_wait(page, unit, "ArrowRight", PANEL)
+    assert int(value_of(unit)) == start + 1
+    assert explorer_line(page).startswith("resnet50 layer2:")
+    press_and_wait(page, stage, "ArrowRight", PANEL)
+    assert explorer_line(page).startswith("resnet50 layer3:")
+    assert "the same as the atlas row" in explorer_line(page)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "08_atlas_explorer.png"))
+
+
+def test_explorer_latency_from_key_press_to_new_picture(explorer_page, capsys):
+    page = explorer_page
+    unit, stage = slider_handle(page, "unit row", PANEL), slider_handle(page, "stage", PANEL)
+    unit.scroll_into_view_if_needed()
+    units = [press_and_wait(page, unit, key, PANEL) for key in ["ArrowRight", "ArrowLeft"] * 8]
+    stages = [press_and_wait(page, stage, key, PANEL) for key in ["ArrowLeft", "ArrowRight"] * 6]
+    times = units + stages
+    median, p95 = statistics.median(times), sorted(times)[int(0.95 * len(times)) - 1]
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "explorer_latency.json").write_text(json.dumps({"unit": units, "stage": stages}))
+    line = (f"explorer latency over {len(times)} key presses: median {median * 1000:.0f} ms "
+            f"(unit {statistics.median(units) * 1000:.0f}, stage "
+            f"{statistics.median(stages) * 1000:.0f}), p95 {p95 * 1000:.0f} ms "
+            "(targets 150 / 300 ms)")
+    with capsys.disabled():
+        print(f"\n{line}")
+    assert median <= 0.150 and p95 <= 0.300, line
+
+
+def test_the_explorer_button_measures_the_unit_with_a_progress_bar(explorer_page):
+    page = explorer_page
+    before = picture(page, PANEL)
+    page.locator(f"{PANEL} button:visible", has_text="measure by gradients").click()
+    result = page.locator(f"{PANEL} .widget-html:visible", has_text="gradient support")
+    result.wait_for(timeout=120_000)
+    assert "= the traced box" in result.inner_text()
+    assert picture(page, PANEL) != before  # the effective field drawn as heat
+    bar = page.locator(f"{PANEL} .widget-hprogress:visible")
+    assert bar.count() == 1
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "08_atlas_explorer_measured.png"))
