@@ -16,6 +16,7 @@ its own kernel, stride and padding and reads out, layer by layer, how the field 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import io
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from PIL import Image
 from .arithmetic import explain_conv_transpose_output_size, explain_output_size
 from .draw.colours import PROBLEM_COLOR
 from .draw.overlay2d import draw_overlay2d, photograph
-from .draw.pixels1d import draw_pixels1d, layout_pixels1d
+from .draw.pixels1d import Diagram1d, draw_layout1d, layout_pixels1d
 from .field import Layer, ReceptiveField, fit_layers, layer_fields
 
 __all__ = ["ConvPanel", "FigurePanel", "OverlayPanel", "PanelState", "StackPanel", "StackState",
@@ -73,13 +74,15 @@ class PanelState:
 
 @dataclass(frozen=True)
 class PanelView:
-    """What the panel shows for a state: the layers drawn, the top unit, the readout lines."""
+    """What the panel shows for a state: the layers drawn, the top unit, the readout lines,
+    and the diagram laid out (once, for the readout and the drawing)."""
 
     layers: tuple[Layer, ...]
     sizes: tuple[int, ...]
     unit: int | None
     lines: tuple[str, ...]
     problem: str | None = None
+    diagram: Diagram1d | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def describe(state: PanelState) -> PanelView:
@@ -103,7 +106,8 @@ dilation=1; valid: output_padding ≤ 1'
     try:
         layer = state.layer
     except ValueError as error:
-        return PanelView((), (state.size,), None, (), f"impossible layer: {error}")
+        return PanelView((), (state.size,), None, (), f"impossible layer: {error}",
+                         layout_pixels1d((), state.size))
     fitted, sizes, problem = fit_layers([layer] * state.layers, state.size)
     if len(sizes) > 1 and max(sizes) > MAX_DRAWN:
         count = next(n for n, size in enumerate(sizes) if size > MAX_DRAWN)
@@ -111,7 +115,7 @@ dilation=1; valid: output_padding ≤ 1'
                    f"picture can show ({MAX_DRAWN})")
         fitted, sizes = fitted[:count - 1], sizes[:count]
     if not fitted:
-        return PanelView((), tuple(sizes), None, (), problem)
+        return PanelView((), tuple(sizes), None, (), problem, layout_pixels1d((), state.size))
     if layer.op == "transposed":
         first = explain_conv_transpose_output_size(state.size, layer.kernel, layer.stride,
                                                    layer.padding, layer.output_padding,
@@ -125,8 +129,9 @@ dilation=1; valid: output_padding ≤ 1'
     if len(fitted) > 1:
         lines.append("sizes layer by layer: " + " → ".join(map(str, sizes)))
     unit = min(state.unit, sizes[-1] - 1)
+    diagram = layout_pixels1d(fitted, state.size, unit)
     if layer.op == "transposed" and layer.stride > 1:  # no single field: trace this unit
-        seen = layout_pixels1d(fitted, state.size, unit).input_cells
+        seen = diagram.input_cells
         pixels = "no input pixel" if not seen else (
             f"input pixel{'s' * (len(seen) > 1)} {_cells(seen, state.size)}")
         lines.append(f"top unit {unit} depends on {pixels} (its field depends on the unit)")
@@ -135,7 +140,7 @@ dilation=1; valid: output_padding ≤ 1'
         low, high = field.span(unit)
         lines.append(f"top unit {unit} sees input pixels {low}…{high}: field {field.size} px, "
                      f"jump {field.stride} px, effective padding {field.padding} px")
-    return PanelView(tuple(fitted), tuple(sizes), unit, tuple(lines), problem)
+    return PanelView(tuple(fitted), tuple(sizes), unit, tuple(lines), problem, diagram)
 
 
 def _summed(layer: Layer) -> str:
@@ -196,8 +201,7 @@ class _DiagramPanel(_Panel):
         if view.problem:
             lines.append(_line(html.escape(view.problem), PROBLEM_COLOR))
         self.readout.value = "".join(lines)
-        draw_pixels1d(view.layers, view.sizes[0], unit=view.unit, fig=self._figure,
-                      index_base=self.index_base)
+        draw_layout1d(view.diagram, fig=self._figure, index_base=self.index_base)
         self.image.value = _encode(self._figure, "png")
 
 
@@ -489,6 +493,7 @@ class StackView:
     traced: tuple[frozenset[int], ...]
     lines: tuple[str, ...]
     problem: str | None = None
+    diagram: Diagram1d | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def seen(self) -> frozenset[int]:
@@ -530,7 +535,8 @@ def describe_stack(state: StackState) -> StackView:
     fitted, sizes, problem = fit_layers(state.stack, state.size)
     fields = layer_fields(fitted)
     unit = min(state.unit, sizes[-1] - 1) if fitted else None
-    traced = layout_pixels1d(fitted, state.size, unit).highlighted
+    diagram = layout_pixels1d(fitted, state.size, unit)
+    traced = diagram.highlighted
     lines = [f"{'':9} {'k':>2} {'s':>2} {'p':>2}  length  field  jump  eff. padding  traced cells"]
     for r, (size, field) in enumerate(zip(sizes, fields, strict=True)):
         if r == 0:
@@ -546,7 +552,7 @@ def describe_stack(state: StackState) -> StackView:
         lines.append(f"top unit {unit} sees input pixels {_cells(traced[0], state.size)}: "
                      f"its field spans {low}…{high} ({fields[-1].size} px)")
     return StackView(tuple(fitted), tuple(sizes), tuple(fields), unit, tuple(traced),
-                     tuple(lines), problem)
+                     tuple(lines), problem, diagram)
 
 
 class StackPanel(_DiagramPanel):

@@ -424,3 +424,28 @@ def test_the_panel_repr_shows_output_padding_for_the_transposed_op_only(panel):
                            "dilation=1, layers=1, unit=0, op='conv', ceil_mode=False))")
     panel.set(op="transposed")
     assert repr(panel).endswith("op='transposed', ceil_mode=False, output_padding=1))")
+
+
+@pytest.mark.parametrize("make, move", [
+    (lambda: ConvPanel(size=9, op="transposed", stride=2, kernel=3),
+     lambda panel: panel.set(unit=3)),
+    (lambda: StackPanel(size=15, layers=[(3, 2, 0), (2, 1, 0)]),
+     lambda panel: panel.set(unit=2)),
+])
+def test_a_slider_step_lays_the_diagram_out_once(monkeypatch, make, move):
+    """The readout and the drawing share one layout (a strided transposed layer's readout
+    needs the traced cells; laying out twice cost a second walk on every step)."""
+    import rfviz.draw.pixels1d
+    import rfviz.widgets
+
+    panel = make()
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return layout_pixels1d(*args, **kwargs)
+
+    for module in (rfviz.widgets, rfviz.draw.pixels1d):  # the panel's and the drawing's
+        monkeypatch.setattr(module, "layout_pixels1d", counted)
+    move(panel)
+    assert len(calls) == 1

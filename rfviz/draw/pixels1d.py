@@ -34,7 +34,7 @@ from matplotlib.transforms import IdentityTransform, blended_transform_factory
 from ..field import Layer, ReceptiveField, as_layer, layer_fields
 from .colours import PALETTE
 
-__all__ = ["Diagram1d", "Row", "draw_pixels1d", "layout_pixels1d"]
+__all__ = ["Diagram1d", "Row", "draw_layout1d", "draw_pixels1d", "layout_pixels1d"]
 
 CELL_WIDTH = 0.84  # of the cell pitch (an input pixel, less above a transposed layer)
 COUNTS_GID = "inputs summed"  # the collection of a transposed layer's counts
@@ -261,7 +261,20 @@ def draw_pixels1d(layers: Sequence[Layer | tuple | dict], size: int, unit: int |
     >>> len(fig.axes)
     1
     """
-    diagram = layout_pixels1d(layers, size, unit)
+    return draw_layout1d(layout_pixels1d(layers, size, unit), ax, index_base=index_base,
+                         fig=fig)
+
+
+def draw_layout1d(diagram: Diagram1d, ax=None, *, index_base: int = 0,
+                  fig: Figure | None = None) -> Figure:
+    """Draw a diagram already laid out by :func:`layout_pixels1d` (a panel that read the
+    layout for its readout draws it without laying it out again); arguments as
+    :func:`draw_pixels1d`.
+
+    >>> diagram = layout_pixels1d([(3, 2, 0)], size=7, unit=1)
+    >>> len(draw_layout1d(diagram).axes)
+    1
+    """
     if ax is None:
         ax = _diagram_axes(diagram, fig)
     _render(diagram, ax, index_base)
