@@ -104,6 +104,18 @@ def test_upsample_every_unit(kwargs):
     assert_every_unit_exact(net, (1, 1, 9, 7))
 
 
+@pytest.mark.parametrize("kwargs", INTERPOLATIONS[2:9],
+                         ids=lambda k: "-".join(map(str, k.values())))
+def test_upsample_probed_in_small_chunks_is_still_exact(monkeypatch, kwargs):
+    """The one-hot probe goes through torch a few inputs at a time (bounded memory): each
+    output's first and last input, merged over chunks, are still the gradient's."""
+    import rfviz.tracing.decoders
+
+    monkeypatch.setattr(rfviz.tracing.decoders, "PROBE_ELEMENTS", 60)  # 1 or 2 inputs a chunk
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Upsample(**kwargs))
+    assert_every_unit_exact(net, (1, 1, 9, 7))
+
+
 def test_interpolate_to_a_size_read_from_another_tensor():
     class Head(nn.Module):  # fcn's and deeplab's head: back to the input's size
         def __init__(self):
