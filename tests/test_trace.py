@@ -8,6 +8,7 @@ import torchvision
 from torch import nn
 
 from rfviz.field import FieldError
+from rfviz.probe import measured_field
 from rfviz.tiling import tile_margins
 from rfviz.tracing import RfvizWarning, receptive_field, trace
 
@@ -510,3 +511,79 @@ def test_a_call_giving_a_tuple_of_tensors_is_said_not_dropped():
     with pytest.warns(RfvizWarning, match=r"cannot follow _twice_and_size .*gives several"):
         table = trace(Tuple(), input_size=16)
     assert table[-1].name == "b" and table[-1].field.unknown
+
+
+class Softmaxed(nn.Module):
+    def __init__(self, dim, functional=True):
+        super().__init__()
+        self.conv, self.dim = conv(3, c_in=3), dim
+        self.softmax = None if functional else nn.Softmax(dim)
+        self.mix = conv(1, c_out=2)  # a softmax's channels sum to 1: no gradient through it
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.mix(x.softmax(self.dim) if self.softmax is None else self.softmax(x))
+
+
+@pytest.mark.parametrize("functional", [True, False])
+def test_softmax_over_channels_is_per_pixel_and_over_a_spatial_axis_reads_all_of_it(functional):
+    """ResNeSt's split attention takes a softmax over the radix: per pixel. A softmax along
+    W reads the whole row, and only the row. Torch's gradient agrees, unit by unit."""
+    per_pixel = Softmaxed(1, functional)
+    assert receptive_field(per_pixel, None, 12).size == (3, 3)
+    assert measured_field(per_pixel, None, (12, 12), unit=(5, 5)).spans == ((5, 7), (5, 7))
+    for dim, spans in [(-1, ((5, 7), (0, 11))), (2, ((0, 11), (5, 7)))]:
+        across = Softmaxed(dim, functional)
+        for unit in [(5, 5), (0, 9)]:
+            measured = measured_field(across, None, (12, 12), unit=unit).spans
+            assert receptive_field(across, None, 12).span(unit) == measured
+        assert measured_field(across, None, (12, 12), unit=(5, 5)).spans == spans
+
+
+def test_addcmul_takes_the_union_of_its_three_inputs():
+    """ConvNeXt-V2's global response normalisation ends in an addcmul: a merge, like x + y·z."""
+    class Three(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = conv(1, c_in=3), conv(3, c_in=3, p=1), conv(5, c_in=3, p=2)
+
+        def forward(self, x):
+            return torch.addcmul(self.a(x), self.b(x), self.c(x), value=0.5)
+
+    field = receptive_field(Three(), None, 16)
+    assert field.size == (5, 5)
+    assert measured_field(Three(), None, (16, 16), unit=(8, 8)).spans == ((6, 10), (6, 10))
+
+
+@pytest.mark.parametrize("dim, spans", [
+    (1, ((5, 7), (5, 7))),  # over the channels: per pixel
+    ((2, 3), ((0, 11), (0, 11))),  # over H and W: ConvNeXt-V2's global response norm
+])
+def test_a_norm_reduces_the_dims_after_its_order(dim, spans):
+    class Normed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv(3, c_in=3)
+
+        def forward(self, x):
+            x = self.conv(x)
+            return x * x.norm(p=2, dim=dim, keepdim=True)
+
+    field = receptive_field(Normed(), None, 12)
+    assert measured_field(Normed(), None, (12, 12), unit=(5, 5)).spans == spans
+    assert field.is_global if spans[0] == (0, 11) else field.span((5, 5)) == spans
+
+
+def test_a_global_field_stays_global_through_any_reshape():
+    """ResNeSt's split attention reshapes its (globally pooled) 1 × 1 map into radix groups."""
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv(3, c_in=3)
+
+        def forward(self, x):
+            x = self.conv(x)
+            attention = x.mean((2, 3), keepdim=True).view(1, 2, 2, 1).transpose(1, 2)
+            return x * attention.reshape(1, 4, 1, 1)
+
+    assert receptive_field(Pooled(), None, 12).is_global

@@ -66,16 +66,23 @@ ELEMENTWISE_FUNCTIONS = {
 }
 MERGING_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd,
                      operator.imul, torch.add, torch.sub, torch.mul, torch.div, torch.maximum,
-                     torch.minimum}
+                     torch.minimum, torch.addcmul, torch.addcdiv, torch.where}
 ELEMENTWISE_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", "clone",
                        "float", "double", "to", "type_as", "detach", "exp", "neg", "abs"}
-MERGING_METHODS = {"add", "add_", "mul", "mul_", "sub", "div", "div_"}
+MERGING_METHODS = {"add", "add_", "mul", "mul_", "sub", "div", "div_", "addcmul", "addcmul_",
+                   "addcdiv", "addcdiv_"}
 CONCATENATING = {torch.cat, "cat"}
 RESHAPING = {torch.flatten, torch.reshape, "view", "reshape", "flatten", "unflatten", "squeeze",
              "unsqueeze", torch.squeeze, torch.unsqueeze}
 PERMUTING = {torch.permute, torch.transpose, "permute", "transpose"}
 SPLITTING = {torch.chunk, torch.split, "chunk", "split"}
 REDUCING = {torch.mean, torch.sum, torch.amax, "mean", "sum", "amax", "max"}
+NORMS = {torch.norm, torch.linalg.vector_norm, "norm"}  # dim after the order p
+# normalised along one dim: each output reads every input along it (softmax over the radix
+# in ResNeSt's split attention is per pixel; over a spatial axis it is global)
+NORMALISING = {F.softmax, torch.softmax, F.log_softmax, torch.log_softmax, "softmax",
+               "log_softmax"}
+NORMALISING_MODULES = (nn.Softmax, nn.LogSoftmax, nn.Softmin)
 ADAPTIVE_POOL_FUNCTIONS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool1d,
                            F.adaptive_max_pool2d}
 POOL_FUNCTIONS = {F.max_pool1d: ("maxpool", 1), F.max_pool2d: ("maxpool", 2),

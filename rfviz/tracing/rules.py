@@ -194,7 +194,16 @@ def linear(step: Step) -> Op:
 
 def reduce(step: Step) -> Op:
     """mean / sum / amax over some dims: global if a spatial axis is reduced."""
-    dim, keepdim = step.argument(1, "dim"), step.argument(2, "keepdim", False)
+    return _reduced(step, step.argument(1, "dim"), step.argument(2, "keepdim", False))
+
+
+def norm(step: Step) -> Op:
+    """``x.norm(p, dim, keepdim)``, ``torch.linalg.vector_norm(x, ord, dim, keepdim)``: a
+    reduction whose ``dim`` comes after the order (ConvNeXt-V2's global response norm)."""
+    return _reduced(step, step.argument(2, "dim"), step.argument(3, "keepdim", False))
+
+
+def _reduced(step: Step, dim, keepdim: bool) -> Op:
     reduced = set(range(step.ndim)) if dim is None else {d % step.ndim
                                                          for d in per_axis(dim, 1)}
     dims = step.value.dims
@@ -203,6 +212,23 @@ def reduce(step: Step) -> Op:
     if keepdim or dims is None:
         return step.unchanged()
     return step.unchanged(tuple(d - sum(r < d for r in reduced) for d in dims))
+
+
+def normalise(step: Step) -> Op:
+    """softmax / log_softmax along ``dim``: each output reads the whole of ``dim``. Over the
+    channels (ResNeSt's radix) the field is unchanged; over a spatial axis each unit reads
+    every unit along that axis (per unit: near a border the padding is not read), and the
+    other axes keep their field."""
+    dim = step.module.dim if step.module is not None else step.argument(1, "dim")
+    if dim is None:  # torch's implicit dim (deprecated): taken as every dim, never a guess
+        return whole_input(step)
+    dim %= step.ndim
+    field, dims = step.value.field, step.value.dims
+    if not dims or dim not in dims or not field.known:
+        return step.unchanged()
+    n = step.in_shape[dim]
+    return Op(Field(tuple(Spans.through(axis, [(0, n - 1)] * n, n) if d == dim else axis
+                          for axis, d in zip(field.axes, dims, strict=True))), dims)
 
 
 def merge(step: Step) -> Op:
@@ -279,6 +305,8 @@ def reshape(step: Step) -> Op | CannotFollow:
     dims, in_shape, out_shape = step.value.dims, step.in_shape, step.out_shape
     if dims is None:
         return step.unchanged()
+    if step.value.field.is_global:  # every number reads the whole input, however arranged
+        return step.unchanged(None)
     sizes = [in_shape[d] for d in dims]
     tail = list(out_shape[len(out_shape) - len(sizes):])
     if tail == sizes and len(out_shape) >= len(sizes) + 1:
