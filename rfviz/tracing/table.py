@@ -62,6 +62,7 @@ from .rules import (
     spatial_statistics,
     window,
 )
+from .swin import SWIN_RULES
 
 __all__ = ["FUNCTION_RULES", "MODULE_RULES", "rule_for"]
 
@@ -102,6 +103,7 @@ FUNCTION_RULES: dict[object, Rule] = {
     **dict.fromkeys(PIXEL_SHUFFLES, pixel_shuffle),
     **dict.fromkeys(PIXEL_UNSHUFFLES, pixel_unshuffle),
     F.pad: pad,
+    **SWIN_RULES,
 }
 
 
