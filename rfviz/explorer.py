@@ -55,7 +55,7 @@ class Measurement:
     hangs over the border, it reads padding there, which has no gradient).
 
     >>> Measurement((0, 5), ((0, 6), (3, 13)), ((-4, 6), (3, 13)), (32, 32))
-    Measurement(unit=(0, 5), rows 0…6, columns 3…13 = the traced box)
+    Measurement(unit=(0, 5), rows 0…6, columns 3…13 = the traced box within the image)
     """
 
     unit: tuple[int, ...]
@@ -75,7 +75,9 @@ class Measurement:
 
     def __repr__(self) -> str:
         (top, bottom), (left, right) = self.spans
-        verdict = "= the traced box" if self.agrees else f"≠ the traced box {self.clipped_box}"
+        inside = " within the image" if self.clipped_box != tuple(self.box) else ""
+        verdict = (f"= the traced box{inside}" if self.agrees
+                   else f"≠ the traced box{inside} {self.clipped_box}")
         return (f"Measurement(unit={self.unit}, rows {top}…{bottom}, columns {left}…{right} "
                 f"{verdict})")
 
