@@ -587,3 +587,17 @@ def test_a_global_field_stays_global_through_any_reshape():
             return x * attention.reshape(1, 4, 1, 1)
 
     assert receptive_field(Pooled(), None, 12).is_global
+
+
+@pytest.mark.parametrize("swap", [lambda x: x.swapaxes(2, 3), lambda x: torch.swapdims(x, -1, -2),
+                                  lambda x: x.transpose(3, 2)])
+def test_swapping_two_axes_swaps_their_fields(swap):
+    class Swapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tall, self.wide = conv((5, 1), c_in=3), conv((1, 3))
+
+        def forward(self, x):
+            return self.wide(swap(self.tall(x)))  # the second conv's W is the input's H
+
+    assert receptive_field(Swapped(), None, (16, 12)).size == (7, 1)

@@ -74,7 +74,9 @@ MERGING_METHODS = {"add", "add_", "mul", "mul_", "sub", "div", "div_", "addcmul"
 CONCATENATING = {torch.cat, "cat"}
 RESHAPING = {torch.flatten, torch.reshape, "view", "reshape", "flatten", "unflatten", "squeeze",
              "unsqueeze", torch.squeeze, torch.unsqueeze}
-PERMUTING = {torch.permute, torch.transpose, "permute", "transpose"}
+SWAPPING = {torch.transpose, torch.swapaxes, torch.swapdims, "transpose", "swapaxes",
+            "swapdims"}  # two dims trade places
+PERMUTING = {torch.permute, "permute", *SWAPPING}
 SPLITTING = {torch.chunk, torch.split, "chunk", "split"}
 REDUCING = {torch.mean, torch.sum, torch.amax, "mean", "sum", "amax", "max"}
 NORMS = {torch.norm, torch.linalg.vector_norm, "norm"}  # dim after the order p

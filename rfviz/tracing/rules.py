@@ -25,6 +25,7 @@ from .ops import (
     AXIS_NAMES,
     CONV_FUNCTIONS,
     POOL_FUNCTIONS,
+    SWAPPING,
     Window,
     per_axis,
 )
@@ -289,7 +290,7 @@ def permute(step: Step) -> Op:
     """Permutes and transposes move the spatial axes; follow them."""
     node, ndim = step.node, step.ndim
     args = node.args[1:] or tuple(node.kwargs.values())
-    if node.target in (torch.transpose, "transpose"):
+    if node.target in SWAPPING:
         a, b = (d % ndim for d in args[:2])
         order = list(range(ndim))
         order[a], order[b] = b, a
