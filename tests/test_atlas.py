@@ -16,6 +16,7 @@ from torch import nn
 
 from rfviz import atlas
 from rfviz.__main__ import main
+from rfviz.atlas import same, stages
 from rfviz.probe import measured_field
 from rfviz.tiling import tile_margins
 from rfviz.tracing import receptive_field, trace
@@ -192,8 +193,8 @@ def test_stage_end_points_of_a_hand_built_network():
             return self.fc(self.pool(self.features(x)).flatten(1))
 
     net = Net()
-    stages = atlas._stage_ends(trace(net, 32), set(dict(net.named_modules())), 2)
-    assert stages == ["features.1", "features.4", "features.5"]
+    ends = stages.stage_ends(trace(net, 32), set(dict(net.named_modules())), 2)
+    assert ends == ["features.1", "features.4", "features.5"]
 
 
 @pytest.mark.parametrize(("before", "after", "resampled"), [
@@ -203,7 +204,7 @@ def test_stage_end_points_of_a_hand_built_network():
     ((7, 7), None, True),  # the last one
 ])
 def test_what_counts_as_a_downsampling(before, after, resampled):
-    assert atlas._resampled(before, after) is resampled
+    assert stages.resampled(before, after) is resampled
 
 
 @pytest.mark.parametrize("size", [31, 32])
@@ -215,8 +216,8 @@ def test_same_padding_is_frozen_exactly_for_the_traced_size(size):
     net = nn.Sequential(Conv2dSame(1, 2, 3, stride=2), MaxPool2dSame(3, stride=2),
                         Conv2dSame(2, 1, 4, stride=2)).double()
     frozen = copy.deepcopy(net)
-    assert atlas._freeze_same(frozen) == 3
-    atlas._pad_for(frozen, (size, size))
+    assert same.freeze_same(frozen) == 3
+    same.pad_for(frozen, (size, size))
     x = torch.randn(1, 1, size, size, dtype=torch.float64, requires_grad=True)
     assert torch.equal(frozen(x), net(x))
     # torch is the oracle: where the central unit's gradient lands in the dynamic network
@@ -233,10 +234,10 @@ def test_same_padding_depends_on_the_input_size():
     from timm.layers.conv2d_same import Conv2dSame
 
     net = nn.Sequential(Conv2dSame(1, 1, 3, stride=2), Conv2dSame(1, 1, 3, stride=2))
-    atlas._freeze_same(net)
+    same.freeze_same(net)
     paddings = {}
     for size in (32, 33):
-        atlas._pad_for(net, (size, size))
+        same.pad_for(net, (size, size))
         paddings[size] = receptive_field(net, input_size=size).padding
     # TF's SAME pads k - 1 - (n - 1) % s in all, the odd pixel on the right: 32 -> 16 -> 8 pads
     # 0 left both times; 33 -> 17 -> 9 pads 1 left both times: 1 + 1 * 2 = 3
@@ -257,3 +258,114 @@ def test_a_pattern_that_matches_nothing_is_an_error(tmp_path, capsys):
     assert main(["atlas", "--only", "resnet_99", "--out", str(tmp_path)]) == 2
     assert "matches no network" in capsys.readouterr().err
     assert not (tmp_path / "atlas.json").exists()
+
+
+# --- the package's parts, and what keeps one network's rows fast --------------------------------
+
+
+def test_the_names_the_cli_the_tests_and_the_explorer_use():
+    for name in ("read", "find", "build", "network_rows", "catalogue", "part", "generate",
+                 "merge", "write", "to_csv", "readme", "versions", "COLUMNS", "TIMM"):
+        assert name in atlas.__all__ and hasattr(atlas, name), name
+    row = atlas.network_rows("alexnet", complete=False)[0]
+    assert set(row) <= set(atlas.COLUMNS) and {"model", "stage", "field", "jump", "padding",
+                                                "margin_before", "margin_after", "input",
+                                                "output", "status", "note"} <= set(row)
+    assert atlas.build("alexnet", device="cpu").features[0].weight.is_cpu
+
+
+def test_every_network_builds_on_the_meta_device_and_leaves_the_default_device():
+    for network in atlas.catalogue():
+        model = atlas.build(network)
+        off = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if not t.is_meta]
+        assert not off, f"{network.name}: {off[:3]} not on the meta device"
+    assert torch.empty(1).device.type == "cpu"
+
+
+def _definition(model, base, default) -> str:
+    """The smallest input as defined, by whole traces of every size from 1 up: the smallest
+    size not too small; if refused for another reason, the smallest multiple of 32 (or the
+    default size) accepted."""
+    def error(n):
+        try:
+            atlas.networks.traced(model, (n, n))
+        except ValueError as e:
+            return str(e)
+        return None
+
+    low = next(n for n in range(1, 4097) if "input_size is too small" not in (error(n) or ""))
+    if error(low) is None:
+        return f"{low}×{low}"
+    multiples = sorted({*range(-(-low // 32) * 32, default[-1], 32), default[-1]})
+    n = next(n for n in multiples if error(n) is None)
+    return f"{n}×{n} (the smallest multiple of 32 accepted; some other sizes from {low} are " \
+           "refused)"
+
+
+class EvenOnly(nn.Module):
+    """A skip connection around a pool and an upsampling, concatenated: odd sizes do not fit
+    (m units pool to ceil(m / 2), and come back as 2 · ceil(m / 2))."""
+
+    def __init__(self, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, kernel)
+        self.pool, self.up = nn.MaxPool2d(3, 2, padding=1), nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return torch.cat([x, self.up(self.pool(x))], 1)
+
+
+@pytest.mark.parametrize(("build", "expected"), [
+    # 7 + (3-1) + (5-1)*2 = 17: found by doubling and bisection
+    (lambda: nn.Sequential(nn.Conv2d(3, 4, 7), nn.MaxPool2d(3, 2), nn.Conv2d(4, 4, 5)),
+     "17×17"),
+    (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2, ceil_mode=True)),
+     "1×1"),
+    # 5: the conv leaves 1 (odd, refused); 32 leaves 28
+    (lambda: EvenOnly(5), "32×32 (the smallest multiple of 32 accepted; some other sizes from "
+                          "5 are refused)"),
+    # 6 leaves 1, 32 leaves 27, 64 leaves 59: all odd
+    (lambda: EvenOnly(6), "unknown: refused at 6×6 and at every multiple of 32 up to 64"),
+])
+def test_the_smallest_input_search_finds_what_whole_traces_define(build, expected):
+    model = build().eval()
+    found = atlas.rows.smallest_input(model, (64, 64), (64, 64))
+    assert found == expected
+    if not found.startswith("unknown"):
+        assert found == _definition(model, (64, 64), (64, 64))
+
+
+def test_one_networks_rows_pause_the_collector_on_one_thread_and_restore_both(monkeypatch):
+    import gc
+
+    seen = []
+    original = atlas.rows.stage_names
+
+    def stage_names(*args):
+        seen.append((gc.isenabled(), torch.get_num_threads()))
+        return original(*args)
+
+    monkeypatch.setattr(atlas.rows, "stage_names", stage_names)
+    threads = torch.get_num_threads()
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            atlas.network_rows("resnet18", complete=False)
+            assert gc.isenabled() is enabled and torch.get_num_threads() == threads
+        finally:
+            gc.enable()
+    assert seen == [(False, 1), (False, 1)]
+
+
+def test_same_pads_are_set_once_per_size():
+    from timm.layers.conv2d_same import Conv2dSame
+
+    net = nn.Sequential(Conv2dSame(1, 1, 3, stride=2), Conv2dSame(1, 1, 3, stride=2))
+    same.freeze_same(net)
+    calls = []
+    net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[-1]))
+    for size in (32, 32, 33, 33, 32):
+        same.pad_for(net, (size, size))
+    assert calls == [32, 33, 32]  # one forward pass per change of size
+    assert net[0].pad.padding == (0, 1, 0, 1)  # 32: 3 - 1 - 31 % 2 = 1 in all, on the right

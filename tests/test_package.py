@@ -90,9 +90,9 @@ LAYERS = [
     {"arithmetic", "field", "spans", "roundoff", "table", "layer_table", "exercises",
      "architectures"},
     {"tracing", "atlas", "probe", "tiling", "erf", "cost", "split",
-     "unet", "blend"},
+     "unet", "blend", "staged"},
     {"draw"},
-    {"widgets", "__main__", "__init__"},
+    {"widgets", "explorer", "__main__", "__init__"},
 ]
 
 

@@ -21,7 +21,9 @@ Three steps, one module each:
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from contextvars import ContextVar
 
 import torch
 import torch.fx
@@ -87,7 +89,7 @@ def _graph(model: nn.Module) -> torch.fx.Graph:
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
     try:  # tracing records calls; it changes nothing in the model
-        graph = torch.fx.Tracer().trace(model)
+        graph = _Tracer().trace(model)
     except Exception as error:
         raise ValueError(f"torch.fx cannot trace {type(model).__name__}: "
                          f"{str(error).splitlines()[0]}") from None
@@ -95,11 +97,107 @@ def _graph(model: nn.Module) -> torch.fx.Graph:
     return graph
 
 
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer, finding a parameter or buffer the forward reads by identity.
+
+    The stock tracer searches ``named_parameters()`` (then ``named_buffers()``) from the top
+    each time a module reads one (``self.weight`` in timm's ``BatchNormAct2d``), so a trace
+    costs time quadratic in the model's size (timm's densenet169: 70% of its trace). The
+    names are the same: the first of ``named_parameters()``, as the stock tracer finds. The
+    commonest arguments (a proxy, a number, a tuple of them) skip the stock tracer's checks
+    for tensors, modules and constants, which none of them is.
+    """
+
+    def trace(self, root, concrete_args=None):
+        self._named: tuple[dict[int, str], dict[int, str]] = ({}, {})
+        if isinstance(root, nn.Module):
+            self._named = ({id(p): n for n, p in root.named_parameters()},
+                           {id(b): n for n, b in root.named_buffers()})
+        return super().trace(root, concrete_args)
+
+    def _name_of(self, value, buffers: bool = True) -> str | None:
+        """The name of a parameter (or, if ``buffers``, of a buffer) of the traced model."""
+        name = None
+        if isinstance(value, nn.Parameter):
+            name = self._named[0].get(id(value))
+        if name is None and buffers and isinstance(value, torch.Tensor):
+            name = self._named[1].get(id(value))
+        return name
+
+    def create_arg(self, a):
+        kind = type(a)  # the arguments of nearly every call: what torch.fx makes of them
+        if kind is torch.fx.Proxy:
+            return a.node
+        if kind in _PLAIN:
+            return a
+        if kind is tuple or kind is list:
+            return kind([self.create_arg(item) for item in a])
+        name = None  # a parameter is looked for among parameters only, as torch.fx does
+        if isinstance(a, torch.Tensor):
+            name = self._name_of(a, buffers=not isinstance(a, nn.Parameter))
+        if name is not None:
+            return self.create_node("get_attr", name, (), {})
+        return super().create_arg(a)  # anything else, and the stock tracer's errors
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if not isinstance(attr_val, torch.Tensor):
+            return attr_val
+        name = self._name_of(attr_val, buffers=self.proxy_buffer_attributes)
+        if name is None:
+            return attr_val
+        if name not in parameter_proxy_cache:
+            factory = None if not self.param_shapes_constant else (
+                lambda node: torch.fx.proxy.ParameterProxy(self, node, name, attr_val))
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {},
+                                                            proxy_factory_fn=factory)
+        return parameter_proxy_cache[name]
+
+
+_PLAIN = (int, float, str, bool, type(None))  # arguments torch.fx records as they are
+
+
 def _trace(model: nn.Module, input_size) -> LayerTable:
+    graph, shape = _prepared(model, input_size)
+    remembered = _REMEMBERED.get()
+    if remembered is None:
+        return _walked(model, graph, shape)
+    key = (id(model), shape, "table")
+    if key not in remembered:
+        try:
+            remembered[key] = (model, _walked(model, graph, shape))
+        except ValueError as error:
+            remembered[key] = (model, error)
+    return _recalled(remembered[key][1])
+
+
+def _shapes(model: nn.Module, input_size) -> None:
+    """Shape propagation alone: raises the ValueError :func:`_trace` would raise for a shape
+    that does not fit ("input_size is too small for this model: …"), without walking the
+    fields (the costly part of a trace for a large network at a large size)."""
+    graph, shape = _prepared(model, input_size)
+    remembered = _REMEMBERED.get()
+    if remembered is None:
+        _propagated(model, graph, shape)
+        return
+    if isinstance(remembered.get((id(model), shape, "table"), (None, None))[1], LayerTable):
+        return
+    key = (id(model), shape, "shapes")
+    if key not in remembered:
+        try:
+            _propagated(model, graph, shape)
+            remembered[key] = (model, None)
+        except ValueError as error:
+            remembered[key] = (model, error)
+    _recalled(remembered[key][1])
+
+
+def _prepared(model: nn.Module, input_size) -> tuple[torch.fx.Graph, tuple[int, ...]]:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    graph = _graph(model)
-    shape = input_shape(model, input_size)
+    return _graph(model), input_shape(model, input_size)
+
+
+def _propagated(model: nn.Module, graph: torch.fx.Graph, shape) -> MetaShapeProp:
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
                  torch.get_default_dtype())
     shapes = MetaShapeProp(model, graph, RowNames)
@@ -107,6 +205,37 @@ def _trace(model: nn.Module, input_size) -> LayerTable:
         shapes.run(torch.empty(shape, device="meta", dtype=dtype))
     except ShapeError as error:
         raise ValueError(error.message) from None
+    return shapes
+
+
+def _walked(model: nn.Module, graph: torch.fx.Graph, shape) -> LayerTable:
+    shapes = _propagated(model, graph, shape)
     walk = Walk(shapes.submodules, graph, len(shape) - 2, RowNames(shapes.submodules))
     rows = walk.run()
     return LayerTable(tuple(rows), shape[1:], tuple(walk.problems))
+
+
+# Within ``_remembering()``: (id(model), input shape, "table" | "shapes") -> (the model, kept
+# alive so that its id stays its own; the table, None, or the ValueError raised)
+_REMEMBERED: ContextVar[dict | None] = ContextVar("rfviz_remembered_traces", default=None)
+
+
+@contextlib.contextmanager
+def _remembering():
+    """Within the block, tracing a model again at a size it was traced at gives the same
+    table (or raises the same error) at once. For callers that trace one model at a few sizes,
+    several times each, and change nothing in it in between: the atlas's rows of a network
+    trace it at 224 for the rows, for each stage's tile margins and in the search for the
+    smallest input (HRNet: the same four sizes once per stage). Nested blocks share one memory.
+    """
+    token = _REMEMBERED.set({} if _REMEMBERED.get() is None else _REMEMBERED.get())
+    try:
+        yield
+    finally:
+        _REMEMBERED.reset(token)
+
+
+def _recalled(result):
+    if isinstance(result, ValueError):
+        raise ValueError(str(result)) from None
+    return result

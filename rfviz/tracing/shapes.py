@@ -1,24 +1,35 @@
 """Shapes on the meta device: every node's output shape, without reading a weight.
 
 Convolutions and pooling get their output shape from :mod:`rfviz.arithmetic` (tested equal to
-torch), shape-preserving modules pass their input through, ``x + y``-like arithmetic
-broadcasts shapes, and anything else runs on a weightless meta copy of that one module. Each
-node that gives a tensor gets its shape in ``node.meta["rfviz_shape"]``.
+torch), linear layers, layer norms and adaptive pooling from their settings, shape-preserving
+modules and functions (``relu``, ``F.batch_norm``) pass their input through, ``x + y``-like
+arithmetic broadcasts shapes, and anything else runs on the meta device: the module itself
+where it is already there and in eval mode (the atlas builds its networks so), else a
+weightless meta copy of that one module. Each node that gives a tensor gets its shape in
+``node.meta["rfviz_shape"]``.
+
+The shortcuts are what makes a trace cheap: torch's meta kernels for element-wise ops run
+its Python reference implementations (~0.5 ms per ``F.batch_norm``), and a copy of a module
+costs a deep copy per call.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from collections.abc import Callable
 
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 
 from .ops import (
     AXIS_NAMES,
     CONVOLUTIONS,
+    ELEMENTWISE_FUNCTIONS,
+    ELEMENTWISE_METHODS,
     ELEMENTWISE_MODULES,
     MERGING_FUNCTIONS,
     MERGING_METHODS,
@@ -32,6 +43,12 @@ _VALUE = "rfviz_value"
 _TENSORS = "rfviz_gives_tensors"
 # What torch says when a window does not fit its input (modules run on a meta copy).
 _TOO_SMALL = re.compile(r"too small|greater than actual input|smaller than", re.IGNORECASE)
+# Element-wise functions and methods of one tensor that keep its shape and dtype (``float``,
+# ``to``, ``type_as`` change the dtype: torch answers for those).
+_SAME_SHAPE = (ELEMENTWISE_FUNCTIONS - {F.batch_norm}) | (
+    ELEMENTWISE_METHODS - {"float", "double", "to", "type_as"})
+_ADAPTIVE_AXES = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveMaxPool1d: 1, nn.AdaptiveAvgPool2d: 2,
+                  nn.AdaptiveMaxPool2d: 2, nn.AdaptiveAvgPool3d: 3, nn.AdaptiveMaxPool3d: 3}
 
 
 def _is_number(value) -> bool:
@@ -118,10 +135,14 @@ class MetaShapeProp(torch.fx.Interpreter):
 
     def call_function(self, target, args, kwargs):
         result = broadcast(target in MERGING_FUNCTIONS, args, kwargs)
+        if result is None:
+            result = same_shape(target, args, kwargs)
         return super().call_function(target, args, kwargs) if result is None else result
 
     def call_method(self, target, args, kwargs):
         result = broadcast(target in MERGING_METHODS, args, kwargs)
+        if result is None:
+            result = same_shape(target, args, kwargs)
         return super().call_method(target, args, kwargs) if result is None else result
 
     def call_module(self, target, args, kwargs):
@@ -131,14 +152,29 @@ class MetaShapeProp(torch.fx.Interpreter):
             return x
         shape = module_output_shape(module, tuple(x.shape)) if isinstance(
             x, torch.Tensor) else None
-        if shape is not None:
-            return torch.empty(shape, device="meta")
-        copy_ = meta_copy(module)
+        if shape is not None and _same_dtype(module, x.dtype):
+            return torch.empty(shape, device="meta", dtype=x.dtype)
+        copy_ = module if _runs_as_it_is(module) else meta_copy(module)
         try:
             return copy_(*args, **kwargs)
         except Exception as error:
             message = str(error).strip().splitlines()[0]
             raise ShapeError(message, too_small=_fits_larger(copy_, args, kwargs)) from None
+
+
+def _same_dtype(module: nn.Module, dtype: torch.dtype) -> bool:
+    """False for a linear layer or a layer norm whose weights' dtype is not the input's: torch
+    refuses those (a convolution's shape has always come from the arithmetic alone)."""
+    return not isinstance(module, nn.Linear | nn.LayerNorm) or all(
+        p.dtype == dtype for p in module.parameters(recurse=False))
+
+
+def _runs_as_it_is(module: nn.Module) -> bool:
+    """Whether ``module`` can run on meta tensors without a copy: its weights are on the meta
+    device already (nothing to read) and it is in eval mode (nothing to update, e.g. a batch
+    norm's running statistics), all the way down."""
+    return all(not m.training for m in module.modules()) and all(
+        t.is_meta for t in itertools.chain(module.parameters(), module.buffers()))
 
 
 def _fits_larger(module: nn.Module, args, kwargs) -> bool:
@@ -174,8 +210,38 @@ def broadcast(arithmetic: bool, args, kwargs) -> torch.Tensor | None:
     return torch.empty(shape, device="meta", dtype=tensors[0].dtype)
 
 
+def same_shape(target, args, kwargs) -> torch.Tensor | None:
+    """The result of an element-wise function or method of one contiguous floating tensor
+    (``F.relu(x)``, ``F.gelu(x, approximate="tanh")``, ``x.sigmoid()``), or of ``F.batch_norm``
+    whose statistics match the channels: a contiguous meta tensor of the input's shape and
+    dtype, as torch gives. None where that shortcut does not apply (torch's meta kernel
+    decides): other tensors among the arguments, a method with arguments, a tensor laid out
+    otherwise (its strides decide whether a later ``view`` works)."""
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or not x.is_contiguous():
+        return None
+    rest = (*args[1:], *kwargs.values())
+    if target is F.batch_norm:
+        others = [a for a in rest if isinstance(a, torch.Tensor)]
+        if x.dim() < 2 or any(t.shape != (x.shape[1],) or t.dtype != x.dtype for t in others):
+            return None
+    elif target not in _SAME_SHAPE or (isinstance(target, str) and rest) or any(
+            isinstance(a, torch.Tensor) for a in rest):
+        return None
+    return torch.empty(x.shape, device="meta", dtype=x.dtype)
+
+
 def module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """Output shape of a conv or pooling module by the arithmetic; None for anything else."""
+    """Output shape of a conv, pooling, linear, layer-norm or adaptive-pooling module by the
+    arithmetic; None for anything else, or where the input does not fit (torch says why)."""
+    if isinstance(module, nn.Linear):
+        fits = len(shape) >= 1 and shape[-1] == module.in_features
+        return (*shape[:-1], module.out_features) if fits else None
+    if isinstance(module, nn.LayerNorm):
+        normalized = tuple(module.normalized_shape)
+        return shape if shape[len(shape) - len(normalized):] == normalized else None
+    if isinstance(module, tuple(_ADAPTIVE_AXES)) and not getattr(module, "return_indices", False):
+        return _adaptive_output(module, shape)
     spatial = shape[2:]
     if isinstance(module, CONVOLUTIONS):
         if len(spatial) != len(module.kernel_size) or shape[1] != module.in_channels:
@@ -187,6 +253,20 @@ def module_output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int,
             return None
         return (*shape[:2], *_window_output(module, spatial, window))
     return None
+
+
+def _adaptive_output(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """``AdaptiveAvgPool2d(7)``: the last two axes become 7 × 7 (None in ``output_size``: that
+    axis keeps its length), with or without a batch axis."""
+    n = next(_ADAPTIVE_AXES[c] for c in type(module).__mro__ if c in _ADAPTIVE_AXES)
+    if len(shape) not in (n + 1, n + 2) or 0 in shape[len(shape) - n:]:
+        return None
+    size = module.output_size
+    size = (size,) * n if isinstance(size, int) or size is None else tuple(size)
+    if len(size) != n:
+        return None
+    return (*shape[:len(shape) - n], *(s if o is None else o for s, o
+                                       in zip(shape[len(shape) - n:], size, strict=True)))
 
 
 def _window_output(module: nn.Module, spatial, window: Window | None = None) -> tuple[int, ...]:

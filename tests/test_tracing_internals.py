@@ -1,0 +1,236 @@
+"""What makes a trace cheap, checked against what it replaces: rfviz's torch.fx tracer against
+torch.fx's own, the shapes' shortcuts against torch's meta kernels, and the memory of traces
+within ``_remembering()``."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+
+import pytest
+import torch
+import torch.fx
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from rfviz.tracing import _remembering, _shapes, _trace, _Tracer, trace
+from rfviz.tracing.shapes import module_output_shape, same_shape
+
+# --- the tracer ---------------------------------------------------------------------------------
+
+
+class ReadsItsWeights(nn.Module):
+    """Reads its parameters and buffers in ``forward`` (as timm's BatchNormAct2d), and shares
+    one parameter under two names."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.scale = nn.Parameter(torch.ones(4))
+        self.register_buffer("shift", torch.zeros(4))
+        self.again = self.conv  # the same module (and its weight) under a second name
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        x = self.conv(x) * self.scale[:, None, None] + self.shift[:, None, None]
+        x = F.batch_norm(x, self.norm.running_mean, self.norm.running_var, self.norm.weight,
+                         self.norm.bias)
+        return F.conv2d(x, self.again.weight[:, :4].expand(4, 4, 3, 3), padding=1)
+
+
+def graph_text(graph: torch.fx.Graph) -> str:
+    """The graph as text, constants numbered in order (torch.fx numbers them per model)."""
+    return re.sub(r"_tensor_constant\d+", "constant", str(graph))
+
+
+@pytest.mark.parametrize("build", [
+    ReadsItsWeights,
+    lambda: torchvision.models.resnet18(weights=None),
+    lambda: torchvision.models.swin_t(weights=None),
+    lambda: __import__("timm").create_model("efficientnet_b0", pretrained=False),
+])
+def test_the_tracer_records_what_torch_fxs_records(build):
+    model = build().eval()
+    ours, stock = _Tracer().trace(model), torch.fx.Tracer().trace(copy.deepcopy(model))
+    assert graph_text(ours) == graph_text(stock)
+    for a, b in zip(ours.nodes, stock.nodes, strict=True):
+        assert a.meta.get("nn_module_stack") == b.meta.get("nn_module_stack"), a.name
+
+
+def test_a_parameter_that_is_not_the_models_is_refused_as_torch_fx_refuses():
+    stranger = nn.Parameter(torch.ones(1))
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return torch.add(x, stranger)
+
+    for tracer in (torch.fx.Tracer(), _Tracer()):
+        with pytest.raises(NameError, match="parameter is not a member of this module"):
+            tracer.trace(Net())
+
+
+# --- shapes without torch's meta kernels --------------------------------------------------------
+
+
+MODULES = [nn.Linear(5, 3), nn.LayerNorm(5), nn.LayerNorm([4, 5]), nn.AdaptiveAvgPool2d(2),
+           nn.AdaptiveAvgPool2d((None, 3)), nn.AdaptiveMaxPool1d(2), nn.AdaptiveAvgPool3d(1),
+           nn.AdaptiveMaxPool2d((1, 2))]
+SHAPES = [(5,), (4, 5), (2, 4, 5), (1, 3, 4, 5), (1, 2, 3, 4, 5), (1, 3, 0, 5), (1, 3, 4, 6)]
+
+
+@pytest.mark.parametrize("module", MODULES, ids=repr)
+def test_module_shapes_are_torchs_or_left_to_torch(module):
+    for shape in SHAPES:
+        try:
+            expected = tuple(module(torch.zeros(shape)).shape)
+        except (RuntimeError, ValueError, IndexError):  # torch refuses that input
+            expected = None
+        got = module_output_shape(module, shape)
+        assert got is None or got == expected, (module, shape)  # None: torch answers
+    batched = next(s for s in SHAPES if len(s) == module_axes(module) + 2)
+    assert module_output_shape(module, batched) is not None  # the shortcut is taken
+
+
+def module_axes(module: nn.Module) -> int:
+    """Axes the module works on besides the batch and the channels: 1 for a linear layer."""
+    if isinstance(module, nn.LayerNorm):
+        return len(module.normalized_shape)
+    return int(type(module).__name__[-2]) if type(module).__name__[-1] == "d" else 1
+
+
+FUNCTIONS = [(F.relu, ()), (F.gelu, ()), (F.hardswish, ()), (torch.sigmoid, ()),
+             (F.dropout, (0.1,)), (torchvision.ops.stochastic_depth, (0.1, "row", False)),
+             ("contiguous", ()), ("sigmoid", ()), ("clone", ())]
+
+
+@pytest.mark.parametrize(("target", "extra"), FUNCTIONS, ids=str)
+def test_element_wise_ops_keep_shape_dtype_and_layout(target, extra):
+    for dtype, layout in itertools.product((torch.float32, torch.float64), ("plain", "moved")):
+        x = torch.empty(2, 3, 4, 5, device="meta", dtype=dtype)
+        if layout == "moved":
+            x = x.transpose(1, 3)
+        expected = getattr(x, target)(*extra) if isinstance(target, str) else target(x, *extra)
+        got = same_shape(target, (x, *extra), {})
+        if got is None:
+            assert not x.is_contiguous()  # torch answers for a tensor laid out otherwise
+            continue
+        assert (got.shape, got.dtype, got.stride()) == (expected.shape, expected.dtype,
+                                                        expected.stride())
+
+
+def test_batch_norm_keeps_the_shape_only_when_its_statistics_fit():
+    x = torch.empty(1, 4, 6, 6, device="meta")
+    fits, other = torch.empty(4, device="meta"), torch.empty(3, device="meta")
+    assert same_shape(F.batch_norm, (x, fits, fits, fits, fits), {}).shape == x.shape
+    assert same_shape(F.batch_norm, (x, other, other), {}) is None  # torch says what is wrong
+    assert same_shape(F.relu, (x.transpose(1, 2),), {}) is None
+    assert same_shape("relu", (x, 1), {}) is None  # a method with arguments: torch decides
+    assert same_shape(F.relu, (torch.empty(3, device="meta", dtype=torch.int64),), {}) is None
+
+
+def test_a_view_after_a_transpose_and_contiguous_still_traces():
+    # shufflenet's channel shuffle: the strides of contiguous() decide whether view() works
+    model = torchvision.models.shufflenet_v2_x0_5(weights=None)
+    assert not any(row.field.unknown for row in trace(model, 64))
+
+
+@pytest.mark.filterwarnings("ignore::rfviz.RfvizWarning")  # after the flatten: unknown
+@pytest.mark.parametrize(("device", "training", "copies"), [
+    ("meta", False, 0),  # nothing to read, nothing to update: the module itself runs
+    ("meta", True, 1),  # a batch norm in training mode would update its statistics
+    ("cpu", False, 1),  # weights with numbers: a weightless copy runs
+])
+def test_a_module_runs_as_it_is_only_on_meta_and_in_eval_mode(monkeypatch, device, training,
+                                                              copies):
+    from rfviz.tracing import shapes
+
+    made = []
+    original = shapes.meta_copy
+    monkeypatch.setattr(shapes, "meta_copy", lambda module: made.append(module) or original(
+        module))
+    attention = nn.MultiheadAttention(4, 2, batch_first=True, device=device)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.attention = nn.Conv2d(3, 4, 3, device=device), attention
+
+        def forward(self, x):
+            x = self.conv(x).flatten(2).transpose(1, 2)
+            return self.attention(x, x, x)[0]
+
+    net = Net().train(training)
+    before = {k: (v.device, v.shape) for k, v in net.state_dict().items()}
+    trace(net, 12)
+    assert made == [attention] * copies
+    assert all(m.training is training for m in net.modules())
+    assert {k: (v.device, v.shape) for k, v in net.state_dict().items()} == before
+
+
+# --- the memory of traces -----------------------------------------------------------------------
+
+
+def counted(monkeypatch) -> list:
+    """Every walk run, counted."""
+    from rfviz.tracing import walk
+
+    runs = []
+    original = walk.Walk.run
+
+    def run(self):
+        runs.append(self)
+        return original(self)
+
+    monkeypatch.setattr(walk.Walk, "run", run)
+    return runs
+
+
+def test_within_the_block_each_size_is_traced_once(monkeypatch):
+    runs = counted(monkeypatch)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2))
+    with _remembering():
+        first = _trace(net, (16, 16))
+        assert _trace(net, 16) is first and len(runs) == 1  # 16 and (16, 16): one shape
+        assert _trace(net, (20, 20)) is not first and len(runs) == 2
+        _shapes(net, (16, 16))  # the table says the shapes fit
+        with _remembering():  # nested: the same memory
+            assert _trace(net, (16, 16)) is first
+    assert _trace(net, (16, 16)) is not first and len(runs) == 3  # outside: traced again
+
+
+def test_an_error_is_remembered_and_raised_again(monkeypatch):
+    from rfviz.tracing import shapes
+
+    runs = []
+    original = shapes.MetaShapeProp.run
+    monkeypatch.setattr(shapes.MetaShapeProp, "run",
+                        lambda self, *args: runs.append(1) or original(self, *args))
+    net = nn.Sequential(nn.Conv2d(3, 4, 7))
+    with _remembering():
+        for _ in range(2):
+            with pytest.raises(ValueError, match="input_size is too small for this model"):
+                _trace(net, 5)
+        assert len(runs) == 1
+        with pytest.raises(ValueError, match="input_size is too small for this model"):
+            _shapes(net, 5)
+        with pytest.raises(ValueError, match="input_size is too small for this model"):
+            _shapes(net, 5)
+        assert len(runs) == 2  # shapes alone: remembered apart from the whole trace
+
+
+def test_shapes_alone_say_too_small_as_a_trace_does():
+    net = nn.Sequential(nn.Conv2d(3, 4, 7), nn.MaxPool2d(2))
+    for size in range(1, 12):
+        try:
+            _trace(net, size)
+            traced = None
+        except ValueError as error:
+            traced = str(error)
+        try:
+            _shapes(net, size)
+            shaped = None
+        except ValueError as error:
+            shaped = str(error)
+        assert shaped == traced, size
