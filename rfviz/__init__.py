@@ -44,6 +44,8 @@ _LAZY = {
     "tile_margins": "rfviz.tiling",
     "tiled_forward": "rfviz.tiling",
     "Margins": "rfviz.tiling",
+    "staged_plan": "rfviz.staged",
+    "staged_forward": "rfviz.staged",
 }
 
 __all__ = [

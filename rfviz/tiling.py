@@ -190,14 +190,25 @@ def _axis_margins(axis, n: int, grid: int, where: str) -> tuple[int, int, int]:
 def _grid(table: LayerTable, row: LayerRow) -> tuple[int, ...]:
     """The deepest downsampling up to ``row``, per axis: the least common multiple of every
     jump of the ops before it (a jump's numerator where it is a fraction: 3/2 needs a grid of
-    3). Per-unit spans count only where they repeat (their jump is then exact)."""
+    3). Per-unit spans count only where they repeat, by the pixels they move per period (a
+    window attention's windows: 7 units 4 pixels apart need a grid of 28)."""
     grid = [1] * len(row.field.axes)
     for earlier in table.rows[:table.rows.index(row) + 1]:
         if earlier.field.known and len(earlier.field.axes) == len(grid):
             for a, axis in enumerate(earlier.field.axes):
-                if isinstance(axis, ReceptiveField) or axis.period is not None:
-                    grid[a] = math.lcm(grid[a], Fraction(axis.stride).numerator)
+                grid[a] = math.lcm(grid[a], grid_step(axis))
     return tuple(grid)
+
+
+def grid_step(axis) -> int:
+    """Where tiles may start for one axis of one op's field, in its input's units: a multiple
+    of its jump (of the numerator, for a fraction), and of how far per-unit spans move per
+    period; 1 where spans do not repeat (they then say nothing about a grid)."""
+    if isinstance(axis, ReceptiveField):
+        return Fraction(axis.stride).numerator
+    if axis.period is None:
+        return 1
+    return math.lcm(Fraction(axis.stride).numerator, axis.shift)
 
 
 @dataclass(frozen=True)
@@ -290,6 +301,11 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
     whole image (``benchmarks/bench_tiling.py``), a U-Net's still do not
     (``benchmarks/bench_decoder_tiling.py``); compare in float64 to see only round-off
     (:mod:`rfviz.roundoff`).
+
+    Each tile recomputes its whole field of context through every layer: for an
+    encoder–decoder, hundreds of pixels through the deep layers too.
+    :func:`rfviz.staged.staged_forward` tiles only the high-resolution parts and runs the
+    low-resolution part whole (``benchmarks/bench_decoder_tiling.py`` compares them).
     """
     if not isinstance(image, torch.Tensor) or image.dim() != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__

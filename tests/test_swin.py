@@ -3,6 +3,8 @@ Jacobian (attention is not linear, so the gradient oracle is autograd's Jacobian
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -12,7 +14,8 @@ from torchvision.models.swin_transformer import (
     ShiftedWindowAttentionV2,
 )
 
-from rfviz import receptive_field
+from builders import assert_exact_and_wrong_ones_far_above, tiled_error
+from rfviz import receptive_field, tile_margins
 
 
 class ChannelsLast(nn.Module):
@@ -71,3 +74,20 @@ def test_patch_merging_is_a_window_of_two_as_torch_says(size):
         clipped = tuple((max(a, 0), min(b, n - 1)) for (a, b), n in zip(expected, size,
                                                                          strict=True))
         assert clipped == spans, f"unit {unit}: rfviz {expected}, torch {spans}"
+
+
+
+def test_tiles_of_a_window_block_start_on_the_window_grid():
+    # Windows of 4 units 1 pixel apart: a tile must hold whole windows, so the grid is 4 (the
+    # spans' jump alone, 1, would let a tile cut a window). Torch is the oracle: tiled equals
+    # whole within float64 round-off on the grid, far above it a pixel off the grid.
+    torch.manual_seed(0)
+    net = ChannelsLast(ShiftedWindowAttention(8, [4, 4], [0, 0], num_heads=2)).double().eval()
+    size = (24, 24)
+    margins = tile_margins(net, input_size=size)
+    assert margins.grid == (4, 4)
+    image = torch.randn(2, 2, *size, dtype=torch.float64)
+    off_grid = dataclasses.replace(margins, grid=(1, 1))  # as if the jump were the grid
+    assert_exact_and_wrong_ones_far_above(
+        tiled_error(net, image, (8, 12), margins),
+        off_grid=tiled_error(net, image, (9, 12), off_grid))

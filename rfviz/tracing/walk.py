@@ -7,6 +7,7 @@ does to a field is in :mod:`.rules`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 import torch.fx
 from torch import nn
@@ -58,12 +59,23 @@ def scopes(node: torch.fx.Node) -> tuple[str, ...]:
 
 
 class Walk:
+    """Fields relative to the ``seeds``: the graph's inputs by default, or chosen nodes, each
+    a tensor whose units see themselves (fields then count that tensor's units, not pixels).
+    ``blocked`` nodes are left out as if absent: an op sees only its other inputs, and an op
+    with no input left gets no field (no row). :mod:`rfviz.staged` walks a network's
+    high-resolution tail this way, from the image with the low-resolution part blocked, and
+    from each tensor where the low-resolution part hands over.
+    """
+
     def __init__(self, modules: dict[str, nn.Module], graph: torch.fx.Graph, spatial: int,
-                 names: RowNames) -> None:
+                 names: RowNames, *, seeds: Iterable[torch.fx.Node] | None = None,
+                 blocked: Iterable[torch.fx.Node] = ()) -> None:
         self.graph = graph
         self.modules = modules
         self.spatial = spatial
         self.name = names
+        self.seeds = None if seeds is None else frozenset(seeds)
+        self.blocked = frozenset(blocked)
         self.values: dict[torch.fx.Node, Value] = {}
         self.rows: list[LayerRow] = []
         self.problems: list[tuple[int, CannotFollow]] = []  # (row index, the op not followed)
@@ -71,7 +83,10 @@ class Walk:
     def run(self) -> list[LayerRow]:
         for node in self.graph.nodes:
             shape = shape_of(node)
-            if node.op == "placeholder":
+            if node in self.blocked:
+                continue
+            seeded = node.op == "placeholder" if self.seeds is None else node in self.seeds
+            if seeded:
                 if shape is not None and len(shape) >= 2 + self.spatial:
                     ndim = len(shape)
                     self.values[node] = Value(Field.identity(self.spatial),
