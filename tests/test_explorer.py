@@ -5,6 +5,8 @@ gradient lands."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -161,3 +163,17 @@ def test_bad_choices_are_named_with_the_valid_ones(arguments, match):
     with pytest.raises(ValueError, match=match):
         AtlasExplorer(ROWS, *arguments)
 
+
+
+def test_the_explorer_needs_no_timm():
+    # Binder and the lessons have no timm: a torchvision network, a detector's backbone too,
+    # is found, built and traced without it.
+    code = ("import sys; sys.modules['timm'] = None\n"  # importing timm now fails
+            "from rfviz import atlas; from rfviz.explorer import AtlasExplorer\n"
+            f"e = AtlasExplorer(atlas.read({str(ROOT / 'docs' / 'atlas')!r}), 'resnet18')\n"
+            "e.network.value = 'fasterrcnn_resnet50_fpn'\n"
+            "print(e.readout.value)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the same as the atlas row" in result.stdout

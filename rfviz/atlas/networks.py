@@ -80,6 +80,18 @@ class Network:
 @functools.cache
 def catalogue() -> tuple[Network, ...]:
     """Every network of the atlas, in the order of the index."""
+    import timm  # only the atlas needs it
+
+    return (*_torchvision_networks(), *(
+        Network(f"timm/{name}", "timm",
+                timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1])
+        for name in TIMM))
+
+
+@functools.cache
+def _torchvision_networks() -> tuple[Network, ...]:
+    """The atlas's torchvision networks and variants: found without importing timm, which
+    the lessons (and Binder) do not have."""
     models = torchvision.models
     networks = []
     for group, module in (("torchvision classification", models),
@@ -90,11 +102,6 @@ def catalogue() -> tuple[Network, ...]:
             family = models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
             networks.append(Network(name, group, family))
     networks.append(Network(V1, "variant", "resnet"))
-    import timm  # only the atlas needs it
-
-    for name in TIMM:
-        family = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
-        networks.append(Network(f"timm/{name}", "timm", family))
     return tuple(networks)
 
 
@@ -254,7 +261,8 @@ def find(name: str) -> Network:
     >>> find("timm/resnet50d")
     Network('timm/resnet50d', timm / resnet)
     """
-    found = next((n for n in catalogue() if n.name == name), None)
+    networks = catalogue() if name.startswith("timm/") else _torchvision_networks()
+    found = next((n for n in networks if n.name == name), None)
     if found is None:
         raise ValueError(f"network {name!r} is not in the atlas; valid: a torchvision model "
                          "name (e.g. 'resnet50') or 'timm/<name>' for one of "
