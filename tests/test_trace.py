@@ -589,6 +589,29 @@ def test_a_global_field_stays_global_through_any_reshape():
     assert receptive_field(Pooled(), None, 12).is_global
 
 
+
+def test_a_linear_layer_after_an_op_not_followed_stays_unknown():
+    """Windows cut out by a view (as timm's Swin does): rfviz cannot follow the view, and a
+    linear layer over the last axis (the channels, here) must not turn that into "global"."""
+    class Windows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.linear = conv(1, c_in=3, c_out=4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            x = self.conv(x).permute(0, 2, 3, 1)  # N, H, W, C
+            windows = x.view(1, 2, 4, 2, 4, 4).permute(0, 1, 3, 2, 4, 5).reshape(-1, 16, 4)
+            return self.linear(windows)
+
+    field = receptive_field(Windows(), None, 8)
+    assert field.unknown and not field.is_global, field
+    # the truth: a token reads its own pixel (1×1 conv, linear over channels); the first
+    # window's 16 tokens read its 4 × 4 pixels, not the image's 64
+    x = torch.randn(1, 3, 8, 8, requires_grad=True)
+    Windows()(x)[0].sum().backward()
+    assert torch.count_nonzero(x.grad.abs().sum(1)) == 16
+
+
 @pytest.mark.parametrize("swap", [lambda x: x.swapaxes(2, 3), lambda x: torch.swapdims(x, -1, -2),
                                   lambda x: x.transpose(3, 2)])
 def test_swapping_two_axes_swaps_their_fields(swap):

@@ -167,7 +167,8 @@ def _stage(model: nn.Module, table: LayerTable, stage: str, size, prefix: str = 
     if field.per_unit:
         found.update({"status": "per unit", "field": list(field.size),
                       "jump": [_number(j) for j in field.stride], "padding": None})
-        note = "units see different spans (after upsampling): field is the largest"
+        cause = _per_unit_cause(model, table, row, prefix)
+        note = f"units see different spans from {cause} on: field is the largest"
         if 0 in found["jump"]:
             note += (f"; at {by(tuple(size))} every unit's span is the same (the field is wider "
                      "than the image), so the jump reads 0")
@@ -194,6 +195,18 @@ def _number(value):
 
 def _global_cause(model: nn.Module, table: LayerTable, row, prefix: str = "") -> str:
     """The first op, on the paths into ``row``, after which the field is global."""
+    return _first_op(model, table, row, lambda field: field.is_global, prefix)
+
+
+def _per_unit_cause(model: nn.Module, table: LayerTable, row, prefix: str = "") -> str:
+    """The first op, on the paths into ``row``, after which units see different spans (an
+    upsampling, a transposed convolution, a window attention, a crop)."""
+    return _first_op(model, table, row, lambda field: field.known and field.per_unit, prefix)
+
+
+def _first_op(model: nn.Module, table: LayerTable, row, test, prefix: str = "") -> str:
+    """The first op on the paths into ``row`` whose field passes ``test``, and the module
+    it is in: "Linear at 'blocks.0.attn.qkv' (in Attention)"."""
     nodes = {node.name: node for node in _graph(model).nodes}
     upstream, todo = set(), [nodes[row.node]]
     while todo:
@@ -201,7 +214,7 @@ def _global_cause(model: nn.Module, table: LayerTable, row, prefix: str = "") ->
         if node.name not in upstream:
             upstream.add(node.name)
             todo.extend(node.all_input_nodes)
-    first = next(r for r in table.rows if r.node in upstream and r.field.is_global)
+    first = next(r for r in table.rows if r.node in upstream and test(r.field))
     owners = (type(model.get_submodule(scope)).__name__ for scope in reversed(first.scopes))
     owner = next((o for o in owners if o != first.op), None)
     inside = f" (in {owner})" if owner else ""

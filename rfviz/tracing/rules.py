@@ -186,8 +186,12 @@ def spatial_statistics(step: Step) -> Op:
 
 
 def linear(step: Step) -> Op:
-    """A linear layer mixes its last axis: global if that axis is spatial or flattened."""
+    """A linear layer mixes its last axis: global if that axis is spatial or flattened. After
+    an op rfviz could not follow, unknown stays unknown: nothing says what the last axis
+    holds (a Swin window's 49 tokens × 96 channels: the channels)."""
     dims = step.value.dims
+    if step.value.field.unknown:
+        return step.unchanged()
     if dims is None or step.ndim - 1 in dims:
         return whole_input(step, None)
     return step.unchanged()
