@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_trace.py
 	$(PY) benchmarks/bench_tiling.py
 	$(PY) benchmarks/bench_decoder_tiling.py
+	$(PY) benchmarks/bench_atlas.py
 	$(PY) benchmarks/bench_erf.py
 	$(PY) benchmarks/bench_notebooks.py
 

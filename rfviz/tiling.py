@@ -321,7 +321,9 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
                 f"image {name}={n} is not a multiple of the grid {m.grid}: this network "
                 "downsamples and upsamples again, so its sizes inside depend on the image's and "
                 f"no tiles reproduce it exactly; valid: a multiple of {m.grid}, e.g. "
-                f"{low or m.grid} or {low + m.grid} (pad or crop the image first)")
+                f"{low or m.grid} or {low + m.grid} (pad or crop the image first; a network "
+                "that resizes back to the image's size, such as fcn_resnet50, runs at any size "
+                "in rfviz.staged_forward)")
     grad = torch.is_grad_enabled() and image.requires_grad
     with torch.set_grad_enabled(grad):
         outputs = _output_size(fn, image, margins)

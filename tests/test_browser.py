@@ -1,10 +1,11 @@
-"""Lessons 1 and 8 in a real browser: JupyterLab from .venv, Debian's chromium driven by
+"""Lessons 1, 7 and 8 in a real browser: JupyterLab from .venv, Debian's chromium driven by
 Playwright.
 
 Runs all cells as a student would, moves sliders with the keyboard as a person would (lesson 1:
 kernel and stride; lesson 8: the atlas explorer's stage and unit), checks that the picture and
 the readout change, measures slider latency (key press to new image), presses the explorer's
-button and saves screenshots under test-output/browser/. Skipped where chromium or playwright
+button, runs lesson 7 whole (only its tagged error shown) and saves screenshots under
+test-output/browser/. Skipped where chromium or playwright
 is missing, except with CI=true, where .ci/run installs them and the test must run.
 """
 
@@ -368,3 +369,28 @@ def test_the_explorer_button_measures_the_unit_with_a_progress_bar(explorer_page
     assert bar.count() == 1
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / "08_atlas_explorer_measured.png"))
+
+
+ERROR_OUTPUTS = """() => document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output'
+    + '[data-mime-type="application/vnd.jupyter.stderr"]').length"""
+
+
+def test_lesson_seven_runs_all_with_only_its_tagged_error(browser, lab):
+    # Lesson 7 (decoders: a U-Net on the photograph, exact and blended tiles) as a student
+    # runs it: Run All reaches the last cell, and the one error shown is the cell tagged
+    # raises-exception (an image off the U-Net's grid), not a cell that broke.
+    notebook = "07_decoders.ipynb"
+    page = open_lesson(browser, lab, notebook)
+    try:
+        tagged = sum("raises-exception" in c["metadata"].get("tags", ())
+                     for c in code_cells(notebook))
+        assert tagged == 1
+        assert page.evaluate(ERROR_OUTPUTS) == tagged
+        assert page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img"
+                            ).count() >= 3  # its pictures drawn
+    except AssertionError:
+        save_failure(page, "lesson-07", lab[2])
+        raise
+    finally:
+        page.close()

@@ -51,6 +51,24 @@ def test_unet_tiles_equal_the_whole_image(unet):
         one_grid_cell_less_after=tiled_error(fn, image, tile, shrink(margins, after=8)))
 
 
+def test_a_resnet_unet_of_depth_5_tiles_on_the_grid_of_32():
+    # The default U-Net: five stride-2 stages, so tiles start and end on multiples of 32.
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    torch.manual_seed(0)
+    model = smp.Unet("resnet18", encoder_weights=None, classes=1,
+                     decoder_channels=(32, 16, 8, 8, 8))
+    fn = model.double().eval()
+    size = (704, 64)  # 22 cells of 32 along the height: tiles of 4 cells, one across
+    margins = tile_margins(model, input_size=size)
+    assert margins.stride == (1, 1) and margins.grid == (32, 32)
+    image = torch.randn(1, 3, *size, dtype=torch.float64)
+    tile = (128, 64)
+    assert_exact_and_wrong_ones_far_above(
+        tiled_error(fn, image, tile, margins),
+        one_grid_cell_less_before=tiled_error(fn, image, tile, one_step_less_before(margins)),
+        one_grid_cell_less_after=tiled_error(fn, image, tile, shrink(margins, after=32)))
+
+
 def test_unet_tiles_must_start_on_the_grid(unet):
     model, fn = unet
     image = torch.randn(1, 3, 240, 64, dtype=torch.float64)

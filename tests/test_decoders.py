@@ -228,15 +228,17 @@ def test_unet_with_a_resnet_encoder_every_phase():
         assert predicted == spans, unit
 
 
-def test_fcn_resnet50_two_phases_of_its_bilinear_head():
+def test_fcn_resnet50_every_phase_of_its_bilinear_head():
     import torchvision
 
     torch.manual_seed(0)
     model = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None)
     size = (480, 480)
     field = receptive_field(model, None, size)
-    assert field.per_unit and field.h.period == 8
-    units = [(240, 240), (243, 243)]
+    assert field.per_unit and field.h.period == 8 and field.h == field.w
+    # H and W follow the same rule (square kernels and image): 4 units, one backward pass
+    # each, give the 8 phases, 0-3 along one axis and 4-7 along the other
+    units = [(240 + k, 244 + k) for k in range(4)]
     for unit, spans in zip(units, measured_spans(model, size, units, samples=1), strict=True):
         predicted = field.span(unit)
         assert all(inside(p, n) for p, n in zip(predicted, size, strict=True)), predicted
@@ -250,6 +252,17 @@ def test_segmentation_heads_with_image_pooling_are_global(name):
     model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
     field = receptive_field(model, None, (224, 224))
     assert field.is_global and str(field) == "global"
+    # the cause named: the first global op is a pooling to 1 × 1 (DeepLabV3's image-pooling
+    # branch; in LR-ASPP, a squeeze-excite of its MobileNetV3 before its own pooling branch)
+    first = next(row for row in trace(model, (224, 224)) if row.field.is_global)
+    assert first.op == "AdaptiveAvgPool2d", first
+    assert (first.name == "classifier.0.convs.4.0") == (name == "deeplabv3_resnet50"), first
+    # torch agrees that far pixels reach a corner output: every input pixel has a gradient
+    torch.manual_seed(0)
+    model = model.double().eval()
+    image = torch.randn(1, 3, 96, 96, dtype=torch.float64, requires_grad=True)
+    model(image)["out"][0, :, 0, 0].sum().backward()
+    assert bool(image.grad.abs().sum(1).ne(0).all())
 
 
 @pytest.mark.parametrize("pad", [nn.ReflectionPad2d((2, 1, 3, 0)), nn.ReplicationPad2d(2),

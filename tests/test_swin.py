@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from builders import assert_exact_and_wrong_ones_far_above, tiled_error
 from torch import nn
 from torchvision.models.swin_transformer import (
     PatchMerging,
@@ -14,7 +15,6 @@ from torchvision.models.swin_transformer import (
     ShiftedWindowAttentionV2,
 )
 
-from builders import assert_exact_and_wrong_ones_far_above, tiled_error
 from rfviz import receptive_field, tile_margins
 
 

@@ -65,7 +65,8 @@ def readme(rows: Sequence[dict], meta: dict | None = None) -> str:
         "timm's convolutional families — with its receptive field, jump and effective padding "
         "per axis, the exact tile margins and the smallest input the network accepts. "
         f"{len(computed)} rows: {counts['ok']} with numbers, {counts['per unit']} per unit "
-        f"(after an upsampling or a window attention), {counts['global']} global, {counts['unknown']} unknown. "
+        f"(after an upsampling or a window attention), {counts['global']} global, "
+        f"{counts['unknown']} unknown. "
         "Also as [atlas.csv](atlas.csv) and [atlas.json](atlas.json) (the same rows).",
         "",
         "Everything here is computed, nothing typed in (except the reference rows, labelled as "
@@ -108,7 +109,8 @@ def readme(rows: Sequence[dict], meta: dict | None = None) -> str:
         "cannot follow an op on the way and says which (never a guess).",
         "- ✱ **input-dependent**: the numbers change with the input size — TensorFlow-style "
         "SAME padding (timm's `tf_*` models; padded here for the traced size), units that see "
-        "different spans (the note names the op from which they do), or numbers that differ at the default size.",
+        "different spans (the note names the op from which they do), or numbers that differ "
+        "at the default size.",
         "- 〃: the same note as the row above. [atlas.csv](atlas.csv) and "
         "[atlas.json](atlas.json) also give every axis apart, the input size, the number of "
         "`parameters` of the traced module and the input-dependence flag.",
