@@ -603,7 +603,8 @@ def test_a_linear_layer_after_an_op_not_followed_stays_unknown():
             windows = x.view(1, 2, 4, 2, 4, 4).permute(0, 1, 3, 2, 4, 5).reshape(-1, 16, 4)
             return self.linear(windows)
 
-    field = receptive_field(Windows(), None, 8)
+    with pytest.warns(RfvizWarning, match="view.*moves the spatial axes"):
+        field = receptive_field(Windows(), None, 8)
     assert field.unknown and not field.is_global, field
     # the truth: a token reads its own pixel (1×1 conv, linear over channels); the first
     # window's 16 tokens read its 4 × 4 pixels, not the image's 64
