@@ -31,7 +31,8 @@ test: $(STAMP)
 # every stored output and every bound must still hold (CI runs this after `make test`).
 test-one-thread: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q notebooks tests/test_tiling.py tests/test_probe.py tests/test_erf.py \
-		tests/test_split.py tests/test_decoder_tiling.py tests/test_blend.py
+		tests/test_split.py tests/test_decoder_tiling.py tests/test_blend.py \
+		tests/test_staged.py tests/test_swin.py
 
 # Re-run every lesson in place, storing its outputs (they are committed: read on GitHub and
 # Binder). Errors are stored as their one exception line (a cell that fails on purpose shows the
