@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -266,6 +267,36 @@ class _Cut:
         self.kept = _in_order(graph, self.tail_edge & keepable)
         self.ports = {n: self._port(n) for n in (*self.entries, *self.exits, *self.kept,
                                                   self.out)}
+        self._no_in_place_change_of_what_the_tail_reads(graph)
+        self._no_tensor_from_a_tiles_size(graph, values)
+
+    def _no_in_place_change_of_what_the_tail_reads(self, graph: torch.fx.Graph) -> None:
+        """The tail reads the exits and the kept maps after the other stages have run to the
+        end; an in-place op on one of them outside the tail would change what it reads."""
+        shared = set(self.exits) | set(self.kept)
+        for node in graph.nodes:
+            if node in self.tail or not _in_place(node, self.traced.modules):
+                continue
+            changed = next((a for a in node.all_input_nodes if a in shared), None)
+            if changed is not None:
+                raise ValueError(
+                    f"{self.traced.name(node)!r} ({self.traced.names.op(node)}) changes "
+                    f"{self.traced.name(changed)!r} in place, which the staged plan's tail "
+                    "reads after that part has run whole; valid: a model without that "
+                    "in-place op (e.g. inplace=False), or another low_from")
+
+    def _no_tensor_from_a_tiles_size(self, graph: torch.fx.Graph, values) -> None:
+        """A tensor made from a spatial size (``torch.arange(x.shape[-1])``: coordinates)
+        in a tiled part would be made from each tile's size, not the image's."""
+        sized = _from_spatial_sizes(graph, values)
+        tiled = self.tail | self.before
+        for node in graph.nodes:
+            if node in tiled and node in sized and node not in values and isinstance(
+                    shape_of(node), tuple):
+                raise ValueError(
+                    f"{self.traced.name(node)!r} makes a tensor from a spatial size, which "
+                    "each tile would take from its own crop, not from the image; valid: a "
+                    "model given such a tensor (coordinates) as an input, or run whole")
 
     def _reads_only_the_image(self, edge: set[Node], part: str, image: Node | None = ...) -> None:
         image = self.image if image is ... else image
@@ -280,9 +311,11 @@ class _Cut:
     def _port(self, node: Node) -> Port:
         value, shape, name = self.traced.whole.values[node], shape_of(node), self.traced.name(node)
         _followed(self.traced.whole, node, _upstream([node], lambda n: False)[0], repr(name))
-        if value.dims != tuple(range(len(shape) - self.traced.spatial, len(shape))):
-            raise ValueError(f"{name!r} does not keep its spatial axes last (N, C, *spatial), "
-                             "so its crops cannot be cut; valid: a network of such tensors")
+        if len(shape) != 2 + self.traced.spatial or value.dims != tuple(
+                range(2, len(shape))):
+            raise ValueError(f"{name!r} has shape {tuple(shape)}, not (N, C, *spatial) with "
+                             "its spatial axes last, so its crops cannot be cut; valid: a "
+                             "network whose tensors at the cuts are (N, C, *spatial)")
         jumps = [Fraction(s) for s in value.field.stride]
         if node is self.out and node in self.low:  # computed whole, never cropped
             return Port(name, node.name, tuple(shape[1:]), tuple(jumps))
@@ -437,6 +470,59 @@ def _in_order(graph: torch.fx.Graph, nodes) -> tuple[Node, ...]:
     return tuple(n for n in graph.nodes if n in nodes)
 
 
+_IN_PLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                       operator.ifloordiv, operator.imod, operator.ipow, operator.iand,
+                       operator.ior, operator.ixor, operator.ilshift, operator.irshift}
+
+
+def _in_place(node: Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether the op writes into its first input: ``x.relu_()``, ``x += y``,
+    ``F.relu(x, inplace=True)``, ``nn.ReLU(inplace=True)``."""
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("_")
+    if node.op == "call_function":
+        return node.target in _IN_PLACE_FUNCTIONS or node.kwargs.get("inplace") is True
+    if node.op == "call_module":
+        return getattr(modules.get(node.target), "inplace", False) is True
+    return False
+
+
+def _from_spatial_sizes(graph: torch.fx.Graph, values) -> set[Node]:
+    """Nodes computed from a spatial size of a tensor with a field (``x.shape[-2]``,
+    ``x.size(3)``, ``x.shape[2:]``), through numbers, tuples and tensors without a field."""
+    def spatial_index(tensor: Node, index) -> bool:
+        dims = set(values[tensor].dims or ())
+        ndim = len(shape_of(tensor) or ())
+        if isinstance(index, int):
+            return index % ndim in dims if ndim else False
+        if isinstance(index, slice):
+            return bool(dims & set(range(ndim)[index]))
+        return True  # anything else: assume it may be
+
+    def size_of(node: Node) -> Node | None:  # x.shape, x.size(): the tensor x
+        if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
+            return node.args[0]
+        if node.op == "call_method" and node.target == "size" and len(node.args) == 1:
+            return node.args[0]
+        return None
+
+    found: set[Node] = set()
+    for node in graph.nodes:
+        args = node.args
+        if node.op == "call_method" and node.target == "size" and len(args) > 1:
+            if args[0] in values and spatial_index(args[0], args[1]):
+                found.add(node)
+        elif node.op == "call_function" and node.target is operator.getitem and args:
+            tensor = size_of(args[0]) if isinstance(args[0], Node) else None
+            of_a_size = tensor is not None and tensor in values and spatial_index(tensor,
+                                                                                  args[1])
+            if of_a_size or args[0] in found:
+                found.add(node)
+        elif node not in values and any(a in found for a in node.all_input_nodes):
+            found.add(node)
+    return found
+
+
 def _followed(walk: Walk, out: Node, nodes: set[Node], where: str) -> Field:
     """The output's field from the walk's seed, or why it has none in pixels, naming the op."""
     field_ = walk.values[out].field
@@ -525,11 +611,18 @@ def staged_forward(model: nn.Module, image: torch.Tensor, tile=(512, 512), *,
     elif not isinstance(plan, StagedPlan):
         raise TypeError(f"plan must be a StagedPlan from staged_plan(model, input_size), got "
                         f"{type(plan).__name__}")
+    elif output is not None and output != plan.output_key:
+        raise ValueError(f"output={output!r}, but the plan computes output="
+                         f"{plan.output_key!r}; valid: output={plan.output_key!r} (or None), "
+                         f"or staged_plan(model, {spatial}, output={output!r})")
     elif plan.input_size != spatial:
         raise ValueError(f"the plan is for a {'×'.join(map(str, plan.input_size))} input, the "
                          f"image is {'×'.join(map(str, spatial))}; valid: "
                          f"staged_plan(model, {spatial}) or plan=None")
     tile = (tile,) * len(spatial) if isinstance(tile, int) else tuple(tile)
+    if len(tile) != len(spatial):
+        raise ValueError(f"tile={tile!r} has {len(tile)} sizes, the image {len(spatial)} "
+                         f"spatial axes; valid: one int, or {len(spatial)} ints")
     entry_tiles = _tiles(spatial, tile, plan.entry_margins, plan.tail_margins)
     tail_tiles = [] if plan.tail_margins is None else _tiles(spatial, tile, plan.tail_margins,
                                                              plan.entry_margins)
@@ -589,7 +682,8 @@ def _tiled(stage: torch.fx.GraphModule, images: list[torch.Tensor], seeds, ports
     results: list[torch.Tensor | None] = [None] * len(ports)
     for combo in tiles:
         reads = tuple(t.read for t in combo)
-        crops = [image[(slice(None), slice(None), *reads)] for image in images]
+        crops = [image[(slice(None), slice(None), *reads)].clone()  # in-place ops: a copy
+                 for image in images]
         for tensor, port in seeds:  # a copy: an in-place op must not write into the map
             crops.append(tensor[(slice(None), slice(None), *(
                 slice(r.start // j, None if r.stop == n else r.stop // j)

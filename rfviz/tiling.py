@@ -278,7 +278,7 @@ def _output_size(fn, image: torch.Tensor, margins: Margins) -> tuple[int, ...]:
     field = [m.before + max(m.after, 0) + m.stride for m in margins.axes]  # pixels one unit sees
     starts = [max((n - f - m.step) // m.step * m.step, 0)
               for n, f, m in zip(spatial, field, margins.axes, strict=True)]
-    corner = image[(slice(0, 1), slice(None), *(slice(a, None) for a in starts))]
+    corner = image[(slice(0, 1), slice(None), *(slice(a, None) for a in starts))].clone()
     out = fn(corner)
     return tuple(a // m.stride + n for a, m, n
                  in zip(starts, margins.axes, out.shape[2:], strict=True))
@@ -332,7 +332,7 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tenso
         bar = tqdm(plan, desc="tiles", disable=not (len(plan) >= 8 if progress is None
                                                      else progress))
         for piece in bar:
-            out = fn(image[(slice(None), slice(None), *piece.read)])
+            out = fn(image[(slice(None), slice(None), *piece.read)].clone())  # fn may write in it
             if result is None:
                 result = out.new_empty((*out.shape[:2], *outputs))
             result[(slice(None), slice(None), *piece.write)] = out[

@@ -16,7 +16,7 @@ from builders import assert_exact_and_wrong_ones_far_above, one_step_less_before
 from torch import nn
 
 from rfviz.field import FieldError, ReceptiveField
-from rfviz.roundoff import relative_error
+from rfviz.roundoff import ROUND_OFF, relative_error
 from rfviz.staged import staged_forward, staged_plan
 from rfviz.tiling import tile_margins, tiled_forward
 from rfviz.unet import UNet
@@ -299,3 +299,61 @@ def test_invalid_runs_say_what_would_do():
     with pytest.raises(ValueError, match=r"output='out': the model returns one tensor; "
                                          r"valid: None"):
         staged_plan(model, (64, 48), low_from=4, output="out")
+    with pytest.raises(ValueError, match=r"tile=\(16,\) has 1 sizes, the image 2 spatial "
+                                         r"axes; valid: one int, or 2 ints"):
+        staged_forward(model.eval(), image, (16,), plan=plan)
+    with pytest.raises(ValueError, match=r"output='aux', but the plan computes output=None"):
+        staged_forward(model, image, 16, plan=plan, output="aux")
+
+
+# --- in-place ops and sizes: what tiles would get wrong in silence -----------------------
+
+
+class Sizes(nn.Module):
+    """Down by 8 (three strided convolutions), back up by 8, beside the image; ``mode``:
+    "scale" the image in place first, "relu_" the deep map in place after the tail has read
+    it, or "ramp" add a coordinate channel made from the image's height."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        self.down = nn.Sequential(*(nn.Conv2d(c, 4, 3, 2, 1) for c in (1, 4, 4)))
+        self.deep = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Conv2d(4 + 4 + 1, 1, 3, padding=1)
+
+    def forward(self, x):
+        if self.mode == "scale":
+            x = x.mul_(2.0)
+        e = self.down(x)
+        read = F.interpolate(e, scale_factor=8.0)  # the tail reads e here
+        if self.mode == "relu_":
+            e = e.relu_()
+        deep = F.interpolate(self.deep(e), scale_factor=8.0)
+        if self.mode == "ramp":
+            h = x.shape[-2]
+            x = x + torch.arange(h, dtype=x.dtype).view(1, 1, h, 1) / h
+        return self.head(torch.cat([read, deep, x], 1))
+
+
+def test_a_model_writing_into_its_input_gets_the_whole_images_result():
+    # Each tile's crop is a copy: the op doubles the crop, not the caller's image (twice
+    # where tiles overlap), as model(image) doubles its own image once.
+    torch.manual_seed(0)
+    model = Sizes("scale").double().eval()
+    image = torch.randn(2, 1, 64, 48, dtype=torch.float64)
+    with torch.no_grad():
+        whole = model(image.clone())
+        staged = staged_forward(model, image.clone(), 16, low_from=8, progress=False)
+    assert relative_error(staged, whole) <= ROUND_OFF
+
+
+def test_an_in_place_change_of_what_the_tail_reads_is_refused():
+    with pytest.raises(ValueError, match=r"'relu_' \(relu_\) changes 'down.2' in place, "
+                                         r"which the staged plan's tail reads"):
+        staged_plan(Sizes("relu_"), (64, 48), low_from=8)
+
+
+def test_a_tensor_made_from_a_tiles_size_is_refused():
+    # torch.arange(x.shape[-2]) run on a tile counts the tile's rows, not the image's
+    with pytest.raises(ValueError, match=r"'arange' makes a tensor from a spatial size"):
+        staged_plan(Sizes("ramp"), (64, 48), low_from=8)

@@ -127,3 +127,25 @@ def test_before_aligned_rounds_up_to_the_stride():
     assert AxisMargins(133, 118, 16).before_aligned == 144
     assert AxisMargins(128, 0, 16).before_aligned == 128
     assert ReceptiveField(267, 16, 133).span(9) == (144 - 133, 144 + 133)  # unit 9 at pixel 144
+
+
+def test_a_model_writing_into_its_input_is_tiled_like_the_whole_image():
+    # Each tile's crop is a copy: a model that scales its input in place scales the crop, not
+    # the caller's image (twice where tiles overlap), as model(image) scales its own once.
+    class Scaling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 5, stride=2, padding=2)
+
+        def forward(self, x):
+            return self.conv(x.mul_(2.0))
+
+    torch.manual_seed(0)
+    model = Scaling().double().eval()
+    image = torch.randn(2, 1, 40, 36, dtype=torch.float64)
+    margins = tile_margins(model, input_size=(40, 36))
+    with torch.no_grad():
+        whole = model(image.clone())
+        tiled = tiled_forward(model, image.clone(), margins, (8, 12))
+    from rfviz.roundoff import ROUND_OFF, relative_error
+    assert relative_error(tiled, whole) <= ROUND_OFF
