@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .field import FieldError, PerAxis, ReceptiveField
 from .layer_table import LayerRow, LayerTable
-from .tracing import _trace
+from .tracing import _graph, _trace
 
 __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
            "tile_plan", "tiled_forward"]
@@ -108,6 +108,7 @@ def tile_margins(model: nn.Module, layer: str | None = None, input_size=(224, 22
     table.warn(up_to=table.rows.index(row))
     field = row.field
     _check_followed(field, layer)
+    _check_no_tensor_from_a_size(model, table, row, layer)
     if field.per_unit:
         return _decoder_margins(model, layer, table, row)
     return Margins(before=field.padding,
@@ -123,6 +124,43 @@ def _check_followed(field, layer) -> None:
     if field.unknown:
         raise FieldError(f"layer={layer!r} has an unknown field ({field.unknown}); margins "
                          "cannot be derived")
+
+
+def _check_no_tensor_from_a_size(model: nn.Module, table: LayerTable, row: LayerRow,
+                                 layer) -> None:
+    """Refuse a network that makes positions from a tensor's size on the way to ``layer``
+    (``torch.arange(x.shape[-1])``: coordinates): a tile would count its crop's pixels, not
+    the image's, and give another result where no field says so. (A call that resizes to a
+    size, ``interpolate(y, size=x.shape[-2:])``, has a field and is checked by it; a tensor
+    of zeros or a class token expanded to the batch is the same in every tile.)"""
+    graph = _graph(model)
+    followed = {r.node for r in table.rows} | {
+        n.name for n in graph.nodes if n.op == "placeholder"}
+    wanted = {row.node}
+    for node in reversed(graph.nodes):  # the nodes ``layer`` is computed from
+        if node.name in wanted:
+            wanted.update(a.name for a in node.all_input_nodes)
+    sized: set = set()
+    for node in graph.nodes:
+        if node.name not in wanted or node.name in followed:
+            continue
+        source = getattr(node.args[0], "name", None) if node.args else None
+        reads_size = (node.op == "call_function" and node.target is getattr
+                      and node.args[1:2] == ("shape",)) or (
+            node.op == "call_method" and node.target == "size")
+        if (reads_size and source in followed) or any(a in sized for a in
+                                                     node.all_input_nodes):
+            sized.add(node)
+            if node.op == "call_function" and node.target in _POSITIONS:
+                raise FieldError(
+                    f"layer={layer!r}: {node.name!r} makes positions from a size (e.g. "
+                    "coordinates from x.shape), which each tile would take from its crop, "
+                    "not from the image: no tiles reproduce the whole image; valid: a model "
+                    "given such a tensor as an input, or a layer before it")
+
+
+_POSITIONS = {torch.arange, torch.linspace, torch.logspace, torch.meshgrid, torch.tril_indices,
+              torch.triu_indices}  # tensors whose values are positions
 
 
 def _decoder_margins(model: nn.Module, layer: str | None, table: LayerTable,

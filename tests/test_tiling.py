@@ -18,7 +18,7 @@ from builders import (
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from rfviz.field import ReceptiveField
+from rfviz.field import FieldError, ReceptiveField
 from rfviz.tiling import AxisMargins, Margins, plan_axis, tile_margins, tile_plan, tiled_forward
 from rfviz.tracing import receptive_field
 
@@ -149,3 +149,18 @@ def test_a_model_writing_into_its_input_is_tiled_like_the_whole_image():
         tiled = tiled_forward(model, image.clone(), margins, (8, 12))
     from rfviz.roundoff import ROUND_OFF, relative_error
     assert relative_error(tiled, whole) <= ROUND_OFF
+
+
+def test_a_tensor_made_from_the_images_size_is_refused():
+    # A coordinate channel from x.shape: a tile would count its own rows, not the image's.
+    class Coordinates(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            h = x.shape[-2]
+            return self.conv(x + torch.arange(h, dtype=x.dtype).view(1, 1, h, 1) / h)
+
+    with pytest.raises(FieldError, match=r"layer=None: 'arange' makes positions from a size"):
+        tile_margins(Coordinates(), input_size=(32, 24))
