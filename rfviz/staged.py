@@ -277,8 +277,8 @@ class _Cut:
         for node in graph.nodes:
             if node in self.tail or not _in_place(node, self.traced.modules):
                 continue
-            changed = next((a for a in node.all_input_nodes if a in shared), None)
-            if changed is not None:
+            changed = node.args[0] if node.args else None  # what the op writes into
+            if isinstance(changed, Node) and changed in shared:
                 raise ValueError(
                     f"{self.traced.name(node)!r} ({self.traced.names.op(node)}) changes "
                     f"{self.traced.name(changed)!r} in place, which the staged plan's tail "
