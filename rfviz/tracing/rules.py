@@ -263,7 +263,7 @@ def merged_field(values, where: str, units: tuple[int, ...] = ()) -> Field:
     if unknown:
         return unknown
     if any(f.per_unit for f in fields):
-        return Field(tuple(_union(branch_axes, n) for branch_axes, n in zip(
+        return Field(tuple(Spans.union(branch_axes, n) for branch_axes, n in zip(
             zip(*(f.axes for f in fields), strict=True), units, strict=True)))
     names = AXIS_NAMES.get(len(fields[0].axes), ())
     axes = []
@@ -278,16 +278,6 @@ def merged_field(values, where: str, units: tuple[int, ...] = ()) -> Field:
         last = max(axis.size - axis.padding for axis in branch_axes)
         axes.append(ReceptiveField(size=last + padding, stride=strides[0], padding=padding))
     return Field(tuple(axes))
-
-
-def _union(branch_axes, units: int) -> ReceptiveField | Spans:
-    """Each unit's span over all branches (empty spans left out)."""
-    pairs = []
-    for o in range(units):
-        spans = [span for axis in branch_axes if (span := axis.span(o)) is not None]
-        pairs.append((min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None)
-    ratio = next((a.stride if isinstance(a, ReceptiveField) else a.ratio) for a in branch_axes)
-    return Spans(tuple(pairs), ratio)
 
 
 def permute(step: Step) -> Op:
