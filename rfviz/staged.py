@@ -76,7 +76,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .field import Field, FieldError, ReceptiveField
-from .tiling import AXIS_WORDS, Margins, _release_freed_memory, grid_step
+from .tiling import AXIS_WORDS, Margins, _release_freed_memory, computed_from_sizes, grid_step
 from .tracing import _graph, _propagated
 from .tracing.shapes import input_shape, shape_of
 from .tracing.walk import RowNames, Walk
@@ -506,21 +506,16 @@ def _from_spatial_sizes(graph: torch.fx.Graph, values) -> set[Node]:
             return node.args[0]
         return None
 
-    found: set[Node] = set()
-    for node in graph.nodes:
+    def reads_size(node: Node) -> bool:
         args = node.args
         if node.op == "call_method" and node.target == "size" and len(args) > 1:
-            if args[0] in values and spatial_index(args[0], args[1]):
-                found.add(node)
-        elif node.op == "call_function" and node.target is operator.getitem and args:
+            return args[0] in values and spatial_index(args[0], args[1])
+        if node.op == "call_function" and node.target is operator.getitem and args:
             tensor = size_of(args[0]) if isinstance(args[0], Node) else None
-            of_a_size = tensor is not None and tensor in values and spatial_index(tensor,
-                                                                                  args[1])
-            if of_a_size or args[0] in found:
-                found.add(node)
-        elif node not in values and any(a in found for a in node.all_input_nodes):
-            found.add(node)
-    return found
+            return tensor is not None and tensor in values and spatial_index(tensor, args[1])
+        return False
+
+    return set(computed_from_sizes(graph, reads_size, lambda n: n in values))
 
 
 def _followed(walk: Walk, out: Node, nodes: set[Node], where: str) -> Field:

@@ -140,23 +140,35 @@ def _check_no_tensor_from_a_size(model: nn.Module, table: LayerTable, row: Layer
     for node in reversed(graph.nodes):  # the nodes ``layer`` is computed from
         if node.name in wanted:
             wanted.update(a.name for a in node.all_input_nodes)
-    sized: set = set()
-    for node in graph.nodes:
-        if node.name not in wanted or node.name in followed:
-            continue
+
+    def reads_size(node) -> bool:  # x.shape, x.size(...) of a tensor with a field
         source = getattr(node.args[0], "name", None) if node.args else None
-        reads_size = (node.op == "call_function" and node.target is getattr
-                      and node.args[1:2] == ("shape",)) or (
-            node.op == "call_method" and node.target == "size")
-        if (reads_size and source in followed) or any(a in sized for a in
-                                                     node.all_input_nodes):
-            sized.add(node)
-            if node.op == "call_function" and node.target in _POSITIONS:
-                raise FieldError(
-                    f"layer={layer!r}: {node.name!r} makes positions from a size (e.g. "
-                    "coordinates from x.shape), which each tile would take from its crop, "
-                    "not from the image: no tiles reproduce the whole image; valid: a model "
-                    "given such a tensor as an input, or a layer before it")
+        return source in followed and (
+            (node.op == "call_function" and node.target is getattr
+             and node.args[1:2] == ("shape",)) or (
+                node.op == "call_method" and node.target == "size"))
+
+    for node in computed_from_sizes(graph, reads_size, lambda n: n.name not in wanted
+                                    or n.name in followed):
+        if node.op == "call_function" and node.target in _POSITIONS:
+            raise FieldError(
+                f"layer={layer!r}: {node.name!r} makes positions from a size (e.g. "
+                "coordinates from x.shape), which each tile would take from its crop, "
+                "not from the image: no tiles reproduce the whole image; valid: a model "
+                "given such a tensor as an input, or a layer before it")
+
+
+def computed_from_sizes(graph, reads_size, followed) -> list:
+    """The nodes computed from a tensor's size, in the graph's order: those ``reads_size``
+    picks (``x.shape``, ``x.size(3)``) and everything made from them through nodes that
+    ``followed`` leaves (numbers, tuples, tensors without a field; a node ``followed`` picks,
+    such as a resize to a size, has a field that says what it reads)."""
+    found: dict = {}
+    for node in graph.nodes:
+        if not followed(node) and (reads_size(node) or any(
+                a in found for a in node.all_input_nodes)):
+            found[node] = None
+    return list(found)
 
 
 _POSITIONS = {torch.arange, torch.linspace, torch.logspace, torch.meshgrid, torch.tril_indices,
