@@ -325,15 +325,19 @@ def test_dark_theme_keeps_the_readout_and_diagram_readable(page):
 PANEL = ".rfviz-explorer"  # lesson 8's atlas explorer
 
 
+def error_outputs(page) -> int:
+    """How many error outputs (tracebacks, warnings) the notebook in front shows."""
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output"
+                        "[data-mime-type='application/vnd.jupyter.stderr']").count()
+
+
 def explorer_line(page) -> str:
     return page.locator(f"{PANEL} .widget-html:visible", has_text="traced now").first.inner_text()
 
 
 def test_the_explorer_moves_the_box_with_its_unit_and_stage_sliders(explorer_page):
     page = explorer_page
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-                          ":visible")
-    assert errors.count() == 0
+    assert error_outputs(page) == 0
     unit, stage = slider_handle(page, "unit col", PANEL), slider_handle(page, "stage", PANEL)
     unit.scroll_into_view_if_needed()
     start = int(value_of(unit))
@@ -380,9 +384,6 @@ def test_the_explorer_button_measures_the_unit_with_a_progress_bar(explorer_page
     page.screenshot(path=str(OUTPUT / "08_atlas_explorer_measured.png"))
 
 
-ERROR_OUTPUTS = """() => document.querySelectorAll(
-    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output'
-    + '[data-mime-type="application/vnd.jupyter.stderr"]').length"""
 
 
 def test_lesson_seven_runs_all_with_only_its_tagged_error(browser, lab):
@@ -395,7 +396,7 @@ def test_lesson_seven_runs_all_with_only_its_tagged_error(browser, lab):
         tagged = sum("raises-exception" in c["metadata"].get("tags", ())
                      for c in code_cells(notebook))
         assert tagged == 1
-        assert page.evaluate(ERROR_OUTPUTS) == tagged
+        assert error_outputs(page) == tagged
         assert page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img"
                             ).count() >= 3  # its pictures drawn
     except AssertionError:
