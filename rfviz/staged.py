@@ -66,7 +66,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -79,7 +79,7 @@ from .field import Field, FieldError, ReceptiveField
 from .tiling import AXIS_WORDS, Margins, _release_freed_memory, computed_from_sizes, grid_step
 from .tracing import _graph, _propagated
 from .tracing.shapes import input_shape, shape_of
-from .tracing.walk import RowNames, Walk
+from .tracing.walk import RowNames, Walk, upstream
 
 __all__ = ["Port", "StagedPlan", "staged_forward", "staged_plan"]
 
@@ -239,7 +239,7 @@ class _Cut:
                              "is no low-resolution part to run whole; valid: a smaller "
                              "low_from, or rfviz.tiling.tiled_forward")
         self.low = frozenset(low | _resized_whole(graph, values, low))
-        self.tail, self.tail_edge = _upstream([self.out], lambda n: n in self.low or
+        self.tail, self.tail_edge = upstream([self.out], lambda n: n in self.low or
                                               n.op == "placeholder")
         self._reads_only_the_image(self.tail_edge, "the tail")
         self.exits = _in_order(graph, self.tail_edge & self.low)
@@ -250,19 +250,19 @@ class _Cut:
         entry = lambda n: n in self.low and any(  # noqa: E731
             a in values and a not in self.low for a in n.all_input_nodes)
         constant = lambda n: n not in values and "rfviz_value" in n.meta  # noqa: E731
-        self.inside, edge = _upstream(self.exits, lambda n: entry(n) or constant(n)
+        self.inside, edge = upstream(self.exits, lambda n: entry(n) or constant(n)
                                       or n.op == "placeholder")
         self._reads_only_the_image(edge, "the low part", image=None)
         self.entries = _in_order(graph, {n for n in edge if entry(n)})
         self.constants = tuple((n.name, n.meta["rfviz_value"])
                                for n in _in_order(graph, {n for n in edge if constant(n)}))
-        self.before, edge = _upstream(self.entries, lambda n: n.op == "placeholder")
+        self.before, edge = upstream(self.entries, lambda n: n.op == "placeholder")
         self._reads_only_the_image(edge, "the entries")
         # maps the entries' tiles compute anyway, which the tail would compute again
         after_low = _downstream(graph, self.low)
         keepable = {n for n in self.before if n in values and n not in after_low
                     and _whole_jumps(values[n], keep_from, len(shape_of(n)))}
-        self.tail, self.tail_edge = _upstream([self.out], lambda n: n in self.low or
+        self.tail, self.tail_edge = upstream([self.out], lambda n: n in self.low or
                                               n in keepable or n.op == "placeholder")
         self.kept = _in_order(graph, self.tail_edge & keepable)
         self.ports = {n: self._port(n) for n in (*self.entries, *self.exits, *self.kept,
@@ -310,7 +310,7 @@ class _Cut:
 
     def _port(self, node: Node) -> Port:
         value, shape, name = self.traced.whole.values[node], shape_of(node), self.traced.name(node)
-        _followed(self.traced.whole, node, _upstream([node], lambda n: False)[0], repr(name))
+        _followed(self.traced.whole, node, upstream([node], lambda n: False)[0], repr(name))
         if len(shape) != 2 + self.traced.spatial or value.dims != tuple(
                 range(2, len(shape))):
             raise ValueError(f"{name!r} has shape {tuple(shape)}, not (N, C, *spatial) with "
@@ -415,22 +415,6 @@ def _output_node(graph: torch.fx.Graph, key: str | int | None) -> Node:
 def _is_low(field_: Field, low_from: int) -> bool:
     return field_.known and bool(field_.axes) and all(
         Fraction(s) >= low_from for s in field_.stride)
-
-
-def _upstream(starts: Sequence[Node], edge: Callable[[Node], bool]) -> tuple[set[Node], set[Node]]:
-    """The nodes ``starts`` need, back to where ``edge`` holds: (those inside, the edge's
-    nodes, which are read, not computed). A start on the edge is read as it is."""
-    inside, reached, todo = set(), set(), list(starts)
-    while todo:
-        node = todo.pop()
-        if node in inside or node in reached:
-            continue
-        if edge(node):
-            reached.add(node)
-        else:
-            inside.add(node)
-            todo.extend(node.all_input_nodes)
-    return inside, reached
 
 
 def _resized_whole(graph: torch.fx.Graph, values, low: set[Node]) -> set[Node]:
@@ -730,12 +714,12 @@ class _Stages:
         out = nodes[plan.output.node]
         constants = {nodes[name]: value for name, value in plan.constants}
         placeholder = lambda n: n.op == "placeholder"  # noqa: E731
-        inside, _ = _upstream(entries, placeholder)  # the kept maps are on the way
+        inside, _ = upstream(entries, placeholder)  # the kept maps are on the way
         self.entry = _subgraph(model, graph, [image], entries + kept, inside)
-        inside, _ = _upstream(exits, lambda n: n in entries or n in constants or placeholder(n))
+        inside, _ = upstream(exits, lambda n: n in entries or n in constants or placeholder(n))
         self.low = _subgraph(model, graph, entries, exits, inside, constants)
         seeds = exits + kept
-        inside, _ = _upstream([out], lambda n: n in seeds or placeholder(n))
+        inside, _ = upstream([out], lambda n: n in seeds or placeholder(n))
         self.tail = _subgraph(model, graph, [image] * plan.tail_reads_input + seeds, [out],
                               inside)
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .field import FieldError, PerAxis, ReceptiveField
 from .layer_table import LayerRow, LayerTable
 from .tracing import _graph, _trace
+from .tracing.walk import upstream
 
 __all__ = ["AxisMargins", "AxisTile", "Margins", "Tile", "plan_axis", "tile_margins",
            "tile_plan", "tiled_forward"]
@@ -136,10 +137,7 @@ def _check_no_tensor_from_a_size(model: nn.Module, table: LayerTable, row: Layer
     graph = _graph(model)
     followed = {r.node for r in table.rows} | {
         n.name for n in graph.nodes if n.op == "placeholder"}
-    wanted = {row.node}
-    for node in reversed(graph.nodes):  # the nodes ``layer`` is computed from
-        if node.name in wanted:
-            wanted.update(a.name for a in node.all_input_nodes)
+    wanted = {n.name for n in upstream(n for n in graph.nodes if n.name == row.node)[0]}
 
     def reads_size(node) -> bool:  # x.shape, x.size(...) of a tensor with a field
         source = getattr(node.args[0], "name", None) if node.args else None

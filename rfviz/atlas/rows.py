@@ -22,6 +22,7 @@ from ..field import Field, by
 from ..layer_table import LayerTable
 from ..tiling import tile_margins
 from ..tracing import _graph, _remembering, _shapes
+from ..tracing.walk import upstream
 from .networks import SIZE, Network, find, part, part_of, sizes, traced, whole
 from .same import FrozenSame, pad_for
 from .stages import stage_names
@@ -207,14 +208,9 @@ def _per_unit_cause(model: nn.Module, table: LayerTable, row, prefix: str = "") 
 def _first_op(model: nn.Module, table: LayerTable, row, test, prefix: str = "") -> str:
     """The first op on the paths into ``row`` whose field passes ``test``, and the module
     it is in: "Linear at 'blocks.0.attn.qkv' (in Attention)"."""
-    nodes = {node.name: node for node in _graph(model).nodes}
-    upstream, todo = set(), [nodes[row.node]]
-    while todo:
-        node = todo.pop()
-        if node.name not in upstream:
-            upstream.add(node.name)
-            todo.extend(node.all_input_nodes)
-    first = next(r for r in table.rows if r.node in upstream and test(r.field))
+    node = next(n for n in _graph(model).nodes if n.name == row.node)
+    before = {n.name for n in upstream([node])[0]}
+    first = next(r for r in table.rows if r.node in before and test(r.field))
     owners = (type(model.get_submodule(scope)).__name__ for scope in reversed(first.scopes))
     owner = next((o for o in owners if o != first.op), None)
     inside = f" (in {owner})" if owner else ""

@@ -7,7 +7,7 @@ does to a field is in :mod:`.rules`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch.fx
 from torch import nn
@@ -159,3 +159,23 @@ class Walk:
             input_shape=step.in_shape[1:], scopes=scopes(node), node=node.name,
             **result.params))
 
+
+Node = torch.fx.Node
+
+
+def upstream(starts: Iterable[Node], edge: Callable[[Node], bool] = lambda n: False,
+             ) -> tuple[set[Node], set[Node]]:
+    """The nodes ``starts`` need, back to where ``edge`` holds: (those inside, the edge's
+    nodes, which are read, not computed). A start on the edge is read as it is; with no edge,
+    every node the starts are computed from, they included."""
+    inside, reached, todo = set(), set(), list(starts)
+    while todo:
+        node = todo.pop()
+        if node in inside or node in reached:
+            continue
+        if edge(node):
+            reached.add(node)
+        else:
+            inside.add(node)
+            todo.extend(node.all_input_nodes)
+    return inside, reached
