@@ -146,16 +146,24 @@ class _NoInit(TorchFunctionMode):
             if isinstance(tensor, torch.Tensor) and tensor.is_meta:
                 return tensor
         elif (self.device is not None and func in _device_constructors()
-              and kwargs.get("device") is None):
+              and func not in _VALUE_CONSTRUCTORS and kwargs.get("device") is None):
             kwargs["device"] = self.device
         return func(*args, **kwargs)
 
 
+# Tensors made from numbers a builder may read back while building (torchvision's regnets
+# take ``torch.arange(depth).tolist()`` for their widths): left on the CPU, where they have
+# numbers; a parameter or buffer made from one moves to meta as it is registered.
+_VALUE_CONSTRUCTORS = frozenset({
+    torch.arange, torch.range, torch.linspace, torch.logspace, torch.tensor, torch.as_tensor,
+    torch.asarray, torch.scalar_tensor, torch.tril_indices, torch.triu_indices})
+
+
 @contextlib.contextmanager
 def _parameters_on_meta():
-    """Every parameter and buffer moves to the meta device as it is registered: for builders
-    that compute with tensors while building (torchvision's regnets take ``.tolist()`` of a
-    ``torch.arange``, which a meta tensor cannot give)."""
+    """Every parameter and buffer moves to the meta device as it is registered: those made
+    from a tensor left on the CPU (:data:`_VALUE_CONSTRUCTORS`), or every one where a builder
+    cannot build on meta at all."""
     register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
 
     def parameter(module, name, param):
@@ -175,8 +183,11 @@ def _parameters_on_meta():
 
 
 def _on_meta(make: Callable[[], nn.Module]) -> nn.Module:
+    """``make()`` on the meta device, without initialising; where a builder refuses the meta
+    device (none of the atlas's networks now), built with tensors on the CPU that move to meta
+    as they are registered."""
     try:
-        with _NoInit(torch.device("meta")):
+        with _parameters_on_meta(), _NoInit(torch.device("meta")):
             return make()
     except (NotImplementedError, RuntimeError) as error:
         if "meta" not in str(error):
