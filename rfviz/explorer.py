@@ -25,7 +25,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from .draw.colours import PROBLEM_COLOR
-from .draw.overlay2d import draw_overlay2d, photograph
+from .draw.overlay2d import Overlay, photograph
 from .field import Field
 from .widgets import _canvas_figure, _encode, _line, _Panel
 
@@ -105,6 +105,7 @@ class AtlasExplorer(_Panel):
         self._part = ""  # where the traced module sits in the network, as a name prefix
         self._cpu = (None, None)  # (network, model with weights): one at a time
         self._figure = _canvas_figure(figsize=(4.6, 4.6))
+        self._drawn = None  # ((network, stage), heat, Overlay) of the picture shown
         wide = widgets.Layout(width="26em")
         self.network = widgets.Dropdown(options=sorted(self.networks), value=network,
                                         description="network", layout=wide)
@@ -207,15 +208,25 @@ class AtlasExplorer(_Panel):
         self.button.disabled = not self.drawable
         self.row.value = _row_table(self.atlas_row)
         self.readout.value = self._agreement()
-        ax = self._axes()
         if self.drawable:
-            draw_overlay2d(self.image, self.field, unit=self.unit, erf=self.erf, ax=ax,
-                           grid=self.traced_row.shape[-2:])
+            self._overlay().show(self.unit)
         else:
+            self._drawn = None
+            ax = self._axes()
             ax.imshow(self.image)
             ax.set_axis_off()
             ax.set_title(f"{self.atlas_row['status']}: no box to draw", fontsize=10)
         self.picture.value = _encode(self._figure, "jpeg")
+
+    def _overlay(self) -> Overlay:
+        """The drawing of the shown stage (and heat), made anew when either changes: a unit
+        step only moves its box (the photograph and the grid stay drawn)."""
+        stage = (self.network.value, self.stage.value)
+        if self._drawn is None or self._drawn[0] != stage or self._drawn[1] is not self.erf:
+            overlay = Overlay(self._axes(), self.image, self.field, erf=self.erf,
+                              grid=self.traced_row.shape[-2:])
+            self._drawn = (stage, self.erf, overlay)
+        return self._drawn[2]
 
     def _axes(self):
         """The figure's one axes, cleared: clearing it costs half of a new one (a slider step

@@ -28,7 +28,7 @@ from PIL import Image
 
 from .arithmetic import explain_conv_transpose_output_size, explain_output_size
 from .draw.colours import PROBLEM_COLOR
-from .draw.overlay2d import draw_overlay2d, photograph
+from .draw.overlay2d import Overlay, photograph
 from .draw.pixels1d import Diagram1d, draw_layout1d, layout_pixels1d
 from .field import Layer, ReceptiveField, fit_layers, layer_fields
 
@@ -349,6 +349,7 @@ class OverlayPanel(_Panel):
         table = trace(model, size)
         self.rows = {name: table.find(name) for name in layers}
         self._figure = _canvas_figure(figsize=(5.0, 5.0))
+        self._drawn = None  # (layer, Overlay) of the picture shown
         self.layer = widgets.SelectionSlider(options=layers, value=layers[0], description="layer",
                                              continuous_update=True,
                                              layout=widgets.Layout(width="28em"))
@@ -378,9 +379,11 @@ class OverlayPanel(_Panel):
         if change is not None and change["owner"] is self.layer:
             self._adapt(center=False)
         row = self.rows[self.layer.value]
-        self._figure.clear()
-        draw_overlay2d(self.image, row.field, unit=(self.unit_h.value, self.unit_w.value),
-                       ax=self._figure.add_subplot(), grid=row.shape[-2:])
+        if self._drawn is None or self._drawn[0] != row.name:  # a unit step moves the box only
+            self._figure.clear()
+            self._drawn = (row.name, Overlay(self._figure.add_subplot(), self.image, row.field,
+                                             grid=row.shape[-2:]))
+        self._drawn[1].show((self.unit_h.value, self.unit_w.value))
         self.readout.value = _line(html.escape(
             f"{row.name}: output {'×'.join(map(str, row.shape))}, field {row.field}"))
         self.picture.value = _encode(self._figure, "jpeg")  # a photograph: JPEG is 10x smaller

@@ -74,6 +74,16 @@ def test_the_drawn_box_is_the_field_the_atlas_row_states():
     assert "the same as the atlas row" in explorer.readout.value
 
 
+def test_a_unit_step_shows_the_picture_a_fresh_explorer_draws():
+    explorer = AtlasExplorer(ROWS, "resnet18", "layer2", unit=(1, 2))
+    explorer.unit_h.value = 5  # the box moves; the photograph and grid stay drawn
+    explorer.stage.value = "layer3"  # drawn anew
+    explorer.unit_w.value = 0
+    fresh = AtlasExplorer(ROWS, "resnet18", "layer3", unit=(explorer.unit_h.value, 0))
+    assert explorer.picture.value == fresh.picture.value
+    assert drawn_box(explorer) == drawn_box(fresh)
+
+
 def test_a_row_that_disagrees_with_the_trace_is_said_in_red():
     rows = copy.deepcopy(ROWS)
     row = next(r for r in rows if r["model"] == "resnet18" and r["stage"] == "layer2")

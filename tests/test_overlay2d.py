@@ -73,3 +73,41 @@ def test_a_per_unit_field_draws_each_units_own_span():
         title = draw_overlay2d(np.zeros((48, 40)), field, unit).axes[0].get_title()
         assert f"rows {top}…{bottom}, columns {left}…{right}" in title
         assert f"{bottom - top + 1}×{right - left + 1} px" in title
+
+
+def rendered(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+
+def test_moving_the_unit_draws_what_drawing_it_anew_draws():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from rfviz.draw.overlay2d import Overlay
+
+    image, field = photograph((48, 40)), Field((ReceptiveField(11, 4, 5), ReceptiveField(7, 2, 3)))
+    moved, anew = Figure(figsize=(3, 3)), Figure(figsize=(3, 3))
+    FigureCanvasAgg(moved), FigureCanvasAgg(anew)
+    overlay = Overlay(moved.add_subplot(), image, field)
+    for unit in ((5, 9), (0, 0)):  # the last one reaches into the padding (hatched)
+        overlay.show(unit)
+        draw_overlay2d(image, field, unit, ax=anew.add_subplot())
+        assert np.array_equal(rendered(moved), rendered(anew))
+        anew.clear()
+    assert not np.array_equal(rendered(moved), rendered(overlay.show((5, 9)).ax.figure))
+
+
+def test_only_the_part_of_the_box_in_the_padding_is_hatched():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from rfviz.draw.overlay2d import Overlay
+
+    fig = Figure(figsize=(3, 3))
+    FigureCanvasAgg(fig)
+    overlay = Overlay(fig.add_subplot(), photograph((48, 40)), ReceptiveField(11, 4, 5))
+    for unit, hatched in (((0, 0), True), ((5, 4), False)):  # rows -5…5; rows 15…25
+        overlay.show(unit)
+        shown = rendered(fig)
+        overlay.padding.set_visible(False)
+        assert (not np.array_equal(shown, rendered(fig))) == hatched
+        overlay.padding.set_visible(True)

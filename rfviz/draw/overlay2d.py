@@ -22,7 +22,7 @@ from ..field import Field, FieldError, ReceptiveField
 from ..spans import Spans
 from .colours import HEAT_COLORMAP, PALETTE
 
-__all__ = ["draw_overlay2d", "photograph"]
+__all__ = ["Overlay", "draw_overlay2d", "photograph"]
 
 
 def photograph(size: tuple[int, int] = (224, 224)) -> np.ndarray:
@@ -80,43 +80,71 @@ def draw_overlay2d(image, field, unit: tuple[int, int] = (0, 0), erf: np.ndarray
     their number, else the units whose centre lies in the image). ``erf`` is a map of the
     image's size (e.g. :func:`rfviz.probe.effective_field`) shown as a heatmap.
     """
-    image = np.asarray(image)
-    height, width = image.shape[:2]
-    field_h, field_w = _axes_fields(field)
-    spans = field_h.span(unit[0]), field_w.span(unit[1])
-    if None in spans:
-        raise ValueError(f"unit={tuple(unit)} reads no input pixel (a gap of a dilated "
-                         "transposed convolution): there is no box to draw")
-    (top, bottom), (left, right) = spans
     if ax is None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(4.6, 4.6))
-    ax.set_xlim(min(-0.5, left - 1.5), max(width - 0.5, right + 1.5))
-    ax.set_ylim(max(height - 0.5, bottom + 1.5), min(-0.5, top - 1.5))
-    box = dict(xy=(left - 0.5, top - 0.5), width=right - left + 1, height=bottom - top + 1)
-    # hatched box under the image: only its part outside the image (the padding) shows
-    ax.add_patch(Rectangle(**box, facecolor="none", edgecolor=PALETTE["field_padding"],
-                           hatch="//", linewidth=0, zorder=0))
-    ax.imshow(image, extent=(-0.5, width - 0.5, height - 0.5, -0.5),
-              cmap="gray" if image.ndim == 2 else None, zorder=1)
-    if erf is not None:  # opaque where the gradient is strong, transparent where it is not
-        strength = np.asarray(erf, dtype=float) / max(float(np.max(erf)), np.finfo(float).tiny)
-        heat = colormaps[HEAT_COLORMAP](0.35 + 0.65 * strength)
-        heat[..., 3] = 0.85 * strength**0.4
-        ax.imshow(heat, extent=(-0.5, width - 0.5, height - 0.5, -0.5), zorder=2)
-    ax.add_patch(Rectangle(**box, facecolor="none", edgecolor=PALETTE["field"], linewidth=2.2,
-                           zorder=4))
-    n_h, n_w = grid or (_units(field_h, height), _units(field_w, width))
-    rows, cols = np.meshgrid(_centres(field_h, n_h), _centres(field_w, n_w), indexing="ij")
-    ax.scatter(cols.ravel(), rows.ravel(), s=6, color="white", edgecolors="black",
-               linewidths=0.4, zorder=3)
-    ax.scatter([field_w.center(unit[1])], [field_h.center(unit[0])], s=60, marker="+",
-               color=PALETTE["field"], linewidths=2, zorder=5)
-    ax.set_title(_title(unit, field_h, field_w, height, width), fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    Overlay(ax, image, field, erf=erf, grid=grid).show(unit)
     return ax.figure
+
+
+class Overlay:
+    """The artists of one :func:`draw_overlay2d` drawing: the image, the heat and the stride
+    grid are drawn once; :meth:`show` moves the box, the marker, the title and the view to
+    another unit (a slider step redraws no photograph and no grid).
+
+    >>> from matplotlib.figure import Figure
+    >>> from rfviz.field import ReceptiveField
+    >>> overlay = Overlay(Figure().add_subplot(), photograph((64, 64)), ReceptiveField(19, 4, 9))
+    >>> overlay.show((2, 3)).show((0, 0)).ax.get_title().splitlines()[0]
+    'unit (0, 0): rows -9…9, columns -9…9'
+    """
+
+    def __init__(self, ax, image, field, *, erf: np.ndarray | None = None,
+                 grid: tuple[int, int] | None = None) -> None:
+        image = np.asarray(image)
+        self.ax, self.size = ax, image.shape[:2]
+        self.field_h, self.field_w = _axes_fields(field)
+        height, width = self.size
+        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+        # hatched box under the image: only its part outside the image (the padding) shows
+        self.padding = ax.add_patch(Rectangle((0, 0), 1, 1, facecolor="none", hatch="//",
+                                              edgecolor=PALETTE["field_padding"], linewidth=0,
+                                              zorder=0))
+        ax.imshow(image, extent=extent, cmap="gray" if image.ndim == 2 else None, zorder=1)
+        if erf is not None:  # opaque where the gradient is strong, transparent where it is not
+            strength = np.asarray(erf, dtype=float) / max(float(np.max(erf)),
+                                                          np.finfo(float).tiny)
+            heat = colormaps[HEAT_COLORMAP](0.35 + 0.65 * strength)
+            heat[..., 3] = 0.85 * strength**0.4
+            ax.imshow(heat, extent=extent, zorder=2)
+        self.box = ax.add_patch(Rectangle((0, 0), 1, 1, facecolor="none", linewidth=2.2,
+                                          edgecolor=PALETTE["field"], zorder=4))
+        n_h, n_w = grid or (_units(self.field_h, height), _units(self.field_w, width))
+        rows, cols = np.meshgrid(_centres(self.field_h, n_h), _centres(self.field_w, n_w),
+                                 indexing="ij")
+        ax.scatter(cols.ravel(), rows.ravel(), s=6, color="white", edgecolors="black",
+                   linewidths=0.4, zorder=3)
+        self.marker = ax.scatter([0], [0], s=60, marker="+", color=PALETTE["field"],
+                                 linewidths=2, zorder=5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    def show(self, unit: tuple[int, int]) -> Overlay:
+        """The box, marker, title and view of ``unit`` (row, column)."""
+        spans = self.field_h.span(unit[0]), self.field_w.span(unit[1])
+        if None in spans:
+            raise ValueError(f"unit={tuple(unit)} reads no input pixel (a gap of a dilated "
+                             "transposed convolution): there is no box to draw")
+        (top, bottom), (left, right) = spans
+        height, width = self.size
+        self.ax.set_xlim(min(-0.5, left - 1.5), max(width - 0.5, right + 1.5))
+        self.ax.set_ylim(max(height - 0.5, bottom + 1.5), min(-0.5, top - 1.5))
+        for box in (self.padding, self.box):
+            box.set_bounds(left - 0.5, top - 0.5, right - left + 1, bottom - top + 1)
+        self.marker.set_offsets([[self.field_w.center(unit[1]), self.field_h.center(unit[0])]])
+        self.ax.set_title(_title(unit, self.field_h, self.field_w, height, width), fontsize=10)
+        return self
 
 
 def _centres(axis: ReceptiveField | Spans, units: int) -> list[float]:
