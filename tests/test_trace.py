@@ -435,8 +435,7 @@ def test_three_d_pools_and_adaptive_pools_are_followed():
 
 def test_vision_transformer_patch_field_then_global():
     vit = torchvision.models.vit_b_16(weights=None)
-    with pytest.warns(RfvizWarning, match="reshape"):  # patches flattened into a sequence
-        table = trace(vit)
+    table = trace(vit)  # patches flattened into tokens: followed (tests/test_tokens.py)
     assert str(table["conv_proj"].field) == "16 px, jump 16, padding 0"
     assert table.rows[-1].field.is_global
     first_block = [row for row in table if "encoder_layer_0" in row.name]

@@ -32,9 +32,11 @@ LEFT_OUT = """\
 - **timm's transformer and hybrid families** (ViT, DeiT, BEiT, EVA, Swin, CaiT, CoaT, MaxViT,
   LeViT, EfficientFormer, MobileViT, …) and **MLP families** (MLP-Mixer, ResMLP, gMLP): global
   attention and token-mixing MLPs make every token depend on every other past the patch
-  embedding (Swin's windowed attention does not, but its windows are not followed either). One
-  ViT and one Swin stay to show the patch embedding; rfviz cannot yet follow the reshape into
-  tokens, so the first block reads "unknown", not "global".
+  embedding (Swin's windowed attention does not). One ViT and one Swin stay to show the patch
+  embedding: rfviz follows the patches flattened into tokens, and the ViT's first attention
+  block reads "global"; timm's Swin cuts its windows out of the tokens by a reshape rfviz
+  cannot follow, so its first block reads "unknown" (torchvision's Swin, above, is followed
+  window by window).
 - **Pretrained tags and weight variants** (`.a1_in1k`, …): the same architecture, the same
   fields.
 - **torchvision's quantized and optical-flow models**: the quantized ones are the

@@ -16,12 +16,14 @@ import math
 from fractions import Fraction
 
 import torch
+import torch.fx
 from torch import nn
 
 from ..field import Field, by
 from ..layer_table import LayerTable
 from ..tiling import tile_margins
 from ..tracing import _graph, _remembering, _shapes
+from ..tracing.shapes import gives_tensors
 from ..tracing.walk import upstream
 from .networks import SIZE, Network, find, part, part_of, sizes, traced, whole
 from .same import FrozenSame, pad_for
@@ -208,13 +210,18 @@ def _per_unit_cause(model: nn.Module, table: LayerTable, row, prefix: str = "") 
 def _first_op(model: nn.Module, table: LayerTable, row, test, prefix: str = "") -> str:
     """The first op on the paths into ``row`` whose field passes ``test``, and the module
     it is in: "Linear at 'blocks.0.attn.qkv' (in Attention)"."""
-    node = next(n for n in _graph(model).nodes if n.name == row.node)
-    before = {n.name for n in upstream([node])[0]}
+    nodes = {n.name: n for n in _graph(model).nodes}
+    before = {n.name for n in upstream([nodes[row.node]])[0]}
     first = next(r for r in table.rows if r.node in before and test(r.field))
+    op, name = first.op, first.name
+    taken = nodes[first.node].args[0] if first.op == "getitem" else None
+    if isinstance(taken, torch.fx.Node) and taken.op == "call_module" and gives_tensors(taken):
+        # a module giving a tuple has no row: its first item does (MultiheadAttention)
+        op, name = type(model.get_submodule(taken.target)).__name__, taken.target
     owners = (type(model.get_submodule(scope)).__name__ for scope in reversed(first.scopes))
-    owner = next((o for o in owners if o != first.op), None)
+    owner = next((o for o in owners if o not in (first.op, op)), None)
     inside = f" (in {owner})" if owner else ""
-    return f"{first.op} at {prefix + first.name!r}{inside}"
+    return f"{op} at {prefix + name!r}{inside}"
 
 
 def smallest_input(model: nn.Module, base: tuple[int, ...], default: tuple[int, ...]) -> str:

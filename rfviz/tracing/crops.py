@@ -16,7 +16,7 @@ import torch.fx
 from ..field import CannotFollow, Field, ReceptiveField
 from ..spans import Spans, copied
 from .ops import COPY_MODES
-from .rules import Op, Step, along
+from .rules import Op, Step, along, tokens
 from .shapes import concrete
 
 __all__ = ["getitem", "pad"]
@@ -69,6 +69,10 @@ def getitem(step: Step) -> Op | CannotFollow:
     if dims is None or (len(step.in_shape) == len(step.out_shape) and all(
             step.in_shape[d] == step.out_shape[d] for d in dims)):
         return step.unchanged()
+    if tokens(dims):  # a ViT's class token, x[:, 0], after attention: global stays global
+        if step.value.field.is_global:
+            return step.unchanged(None)
+        return step.cannot("indexing the tokens (the spatial axes flattened into one)")
     items = _index_items(concrete(step.node.args[1]), step.ndim)
     if items is None:
         return step.cannot("indexing other than by integers and slices")

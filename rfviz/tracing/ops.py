@@ -78,6 +78,7 @@ SWAPPING = {torch.transpose, torch.swapaxes, torch.swapdims, "transpose", "swapa
             "swapdims"}  # two dims trade places
 PERMUTING = {torch.permute, "permute", *SWAPPING}
 SPLITTING = {torch.chunk, torch.split, "chunk", "split"}
+UNBINDING = {torch.unbind, "unbind"}  # a tuple of the slices along a dim, that dim removed
 REDUCING = {torch.mean, torch.sum, torch.amax, "mean", "sum", "amax", "max"}
 NORMS = {torch.norm, torch.linalg.vector_norm, "norm"}  # dim after the order p
 # normalised along one dim: each output reads every input along it (softmax over the radix

@@ -35,7 +35,12 @@ from .shapes import shape_of
 
 
 class Value(NamedTuple):
-    """What the walk knows of one tensor: its field and where its spatial axes are."""
+    """What the walk knows of one tensor: its field and where its spatial axes are.
+
+    ``dims`` names the same tensor dim for every spatial axis once they are flattened into one
+    axis of tokens (a ViT's ``x.flatten(2)``: (N, C, H, W) -> (N, C, H·W), dims (2, 2)): each
+    token keeps its field, but rfviz no longer knows which token sits where (see
+    :func:`tokens`)."""
 
     field: Field
     dims: tuple[int, ...] | None  # tensor dim of each spatial axis; None once flattened away
@@ -81,6 +86,11 @@ class Step(NamedTuple):
 
 
 Rule = Callable[[Step], "Op | CannotFollow"]
+
+
+def tokens(dims: tuple[int, ...] | None) -> bool:
+    """Whether the spatial axes are flattened into one axis of tokens (see :class:`Value`)."""
+    return dims is not None and len(dims) > 1 and len(set(dims)) == 1
 
 
 # --- rules -------------------------------------------------------------------------------
@@ -246,6 +256,8 @@ def merge(step: Step) -> Op:
 def concatenate(step: Step) -> Op | CannotFollow:
     """``torch.cat`` along channels merges like an addition; along a spatial axis it tiles."""
     dim = step.argument(1, "dim", 0) % len(step.out_shape)
+    if tokens(step.value.dims) and len(step.inputs) == 1:
+        return step.unchanged()  # a ViT's class token before its patches: it reads no pixel
     if step.value.dims and dim in step.value.dims:
         return step.cannot("concatenation along a spatial axis")
     return merge(step)
@@ -280,6 +292,34 @@ def merged_field(values, where: str, units: tuple[int, ...] = ()) -> Field:
     return Field(tuple(axes))
 
 
+def attention(step: Step) -> Op | CannotFollow:
+    """``F.scaled_dot_product_attention(q, k, v)``: each query reads every key and value of
+    its sequence. Where that sequence is every spatial position, flattened into one axis of
+    tokens (a ViT's patches), with no mask and no causal order, every output reads the whole
+    input: global. A sequence of some positions only (a Swin window's tokens, cut out by a
+    reshape rfviz cannot follow) stays unknown."""
+    if any(not value.field.known for value in step.inputs):
+        return step.unchanged()
+    mask, causal = (_given(step.argument(position, name)) for position, name in (
+        (3, "attn_mask"), (5, "is_causal")))
+    sequence = step.ndim - 2
+    if not all(tokens(value.dims) and value.dims[0] == sequence for value in step.inputs):
+        return step.cannot("attention over a sequence rfviz cannot tell is every position")
+    if mask is not None or causal:
+        return step.cannot("attention with a mask or in causal order")
+    return whole_input(step)
+
+
+def _given(argument):
+    """An argument's value where the graph holds it: a placeholder's default (timm passes
+    ``attn_mask=None`` down from ``forward``), a number, or the node itself (a tensor)."""
+    if isinstance(argument, torch.fx.Node):
+        if argument.op == "placeholder" and shape_of(argument) is None:
+            return argument.args[0] if argument.args else None
+        return argument
+    return argument
+
+
 def permute(step: Step) -> Op:
     """Permutes and transposes move the spatial axes; follow them."""
     node, ndim = step.node, step.ndim
@@ -302,7 +342,16 @@ def reshape(step: Step) -> Op | CannotFollow:
         return step.unchanged()
     if step.value.field.is_global:  # every number reads the whole input, however arranged
         return step.unchanged(None)
+    if tokens(dims):  # heads split off the channels, or joined again: the tokens stay
+        if out_shape[:dims[0] + 1] == in_shape[:dims[0] + 1]:
+            return step.unchanged()
+        return step.cannot(f"a reshape from {tuple(in_shape)} to {tuple(out_shape)} changes "
+                           "the axis of tokens (the flattened spatial axes)")
     sizes = [in_shape[d] for d in dims]
+    first, last = dims[0], dims[-1]
+    if (len(out_shape) > 2 and list(dims) == list(range(first, last + 1))
+            and tuple(out_shape) == (*in_shape[:first], prod(sizes), *in_shape[last + 1:])):
+        return step.unchanged((first,) * len(dims))  # flattened into tokens, in order
     tail = list(out_shape[len(out_shape) - len(sizes):])
     if tail == sizes and len(out_shape) >= len(sizes) + 1:
         return step.unchanged(tuple(range(len(out_shape) - len(sizes), len(out_shape))))
@@ -310,3 +359,4 @@ def reshape(step: Step) -> Op | CannotFollow:
         return step.unchanged(None)  # flattened: spatial structure is gone
     return step.cannot(f"a reshape from {tuple(in_shape)} to {tuple(out_shape)} moves the "
                        "spatial axes")
+

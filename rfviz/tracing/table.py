@@ -49,6 +49,7 @@ from .ops import (
 from .rules import (
     Rule,
     adaptive,
+    attention,
     concatenate,
     layer_norm,
     linear,
@@ -64,7 +65,7 @@ from .rules import (
 )
 from .swin import SWIN_RULES
 
-__all__ = ["FUNCTION_RULES", "MODULE_RULES", "rule_for"]
+__all__ = ["FUNCTION_RULES", "MODULE_RULES", "TOKEN_RULES", "rule_for"]
 
 
 MODULE_RULES: dict[type, Rule] = {
@@ -103,8 +104,17 @@ FUNCTION_RULES: dict[object, Rule] = {
     **dict.fromkeys(PIXEL_SHUFFLES, pixel_shuffle),
     **dict.fromkeys(PIXEL_UNSHUFFLES, pixel_unshuffle),
     F.pad: pad,
+    F.scaled_dot_product_attention: attention,
     **SWIN_RULES,
 }
+
+
+# The rules that hold on tokens (see :class:`.rules.Value`): they keep the axis of tokens
+# apart from what they change (channels, heads), or mix all of it (a mean over the tokens,
+# attention). Any other op on tokens is unknown: a window along them, or a crop, would need
+# each token's place.
+TOKEN_RULES = frozenset({same, linear, layer_norm, merge, concatenate, permute, reshape,
+                         reduce, attention, getitem})
 
 
 def rule_for(op) -> Rule | None:

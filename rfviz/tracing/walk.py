@@ -14,10 +14,10 @@ from torch import nn
 
 from ..field import CannotFollow, Field
 from ..layer_table import LayerRow
-from .ops import SPLITTING
-from .rules import Op, Step, Value
+from .ops import SPLITTING, UNBINDING
+from .rules import Op, Step, Value, tokens
 from .shapes import gives_tensors, shape_of
-from .table import rule_for
+from .table import TOKEN_RULES, rule_for
 
 __all__ = ["RowNames", "Walk", "scopes"]
 
@@ -92,7 +92,8 @@ class Walk:
                     self.values[node] = Value(Field.identity(self.spatial),
                                               tuple(range(ndim - self.spatial, ndim)))
             elif node.op in ("call_module", "call_function", "call_method"):
-                if node.target in SPLITTING:  # a tuple of tensors, taken apart by getitem
+                if node.target in SPLITTING or node.target in UNBINDING:  # a tuple of
+                    # tensors, taken apart by getitem
                     self._split(node)
                 elif gives_tensors(node):  # any other call giving several tensors
                     self._opaque(node)
@@ -126,13 +127,17 @@ class Walk:
         if source is None:
             return
         value = self.values[source]
-        dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
+        unbind = node.target in UNBINDING
+        position = 1 if unbind else 2
+        dim = node.kwargs.get("dim", node.args[position] if len(node.args) > position else 0)
         dim %= len(shape_of(source))
         if value.dims and dim in value.dims:
             problem = CannotFollow(self.name.op(node), "split along a spatial axis",
                                    self.name(node))
             self.problems.append((len(self.rows), problem))
-            value = Value(Field.unknown_after(problem), value.dims)
+            value = Value(Field.unknown_after(problem), None if unbind else value.dims)
+        elif unbind and value.dims:  # each piece lacks that dim
+            value = Value(value.field, tuple(d - (d > dim) for d in value.dims))
         self.values[node] = value
 
     def _input_shape(self, node) -> tuple[int, ...]:
@@ -147,6 +152,10 @@ class Walk:
         rule = rule_for(module if module is not None else node.target)
         if len(step.out_shape) == len(step.in_shape) and 0 in step.out_shape:
             result = step.cannot("its output has no unit along a spatial axis")
+        elif rule not in TOKEN_RULES and any(
+                tokens(v.dims) and not v.field.is_global for v in inputs):
+            result = step.cannot("rfviz has no rule for it on tokens (the spatial axes "
+                                 "flattened into one)")
         else:
             result = rule(step) if rule else step.cannot("rfviz has no rule for it")
         if isinstance(result, CannotFollow):  # say so, never guess
