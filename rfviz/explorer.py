@@ -223,6 +223,7 @@ class AtlasExplorer(_Panel):
         step only moves its box (the photograph and the grid stay drawn)."""
         stage = (self.network.value, self.stage.value)
         if self._drawn is None or self._drawn[0] != stage or self._drawn[1] is not self.erf:
+            self._drawn = None  # the axes are cleared: no drawing of them stays valid
             overlay = Overlay(self._axes(), self.image, self.field, erf=self.erf,
                               grid=self.traced_row.shape[-2:])
             self._drawn = (stage, self.erf, overlay)

@@ -380,6 +380,7 @@ class OverlayPanel(_Panel):
             self._adapt(center=False)
         row = self.rows[self.layer.value]
         if self._drawn is None or self._drawn[0] != row.name:  # a unit step moves the box only
+            self._drawn = None  # the figure is cleared: no drawing of it stays valid
             self._figure.clear()
             self._drawn = (row.name, Overlay(self._figure.add_subplot(), self.image, row.field,
                                              grid=row.shape[-2:]))

@@ -184,6 +184,24 @@ def test_overlay_panel_over_every_layer_and_unit_range():
             assert f"unit ({value}, " in panel._figure.axes[0].get_title()
 
 
+def test_overlay_panel_draws_a_layer_again_after_one_it_cannot_draw():
+    from rfviz.draw.overlay2d import photograph
+    from rfviz.widgets import OverlayPanel
+
+    def model():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.Conv2d(4, 4, 3, stride=2),
+                             nn.AdaptiveAvgPool2d(1))
+
+    image = photograph((64, 64))
+    panel = OverlayPanel(model(), ["0", "1", "2"], image)
+    for layer in ("1", "2", "1"):  # layer 2 is global: no box, said in the readout
+        panel.layer.value = layer
+    assert "global" not in panel.readout.value
+    fresh = OverlayPanel(model(), ["0", "1", "2"], image)
+    fresh.layer.value = "1"
+    assert panel.picture.value == fresh.picture.value
+
+
 # --- StackPanel: a stack of different layers ---------------------------------------------
 
 
