@@ -114,3 +114,86 @@ def test_timm_vit_is_global_after_its_first_attention_block_as_torch_says():
     assert pixels_read(patch, 64, lambda tokens: tokens[0, 5]) == 16 * 16
     first = nn.Sequential(vit.patch_embed, vit.blocks[0])  # tokens without class token: same
     assert pixels_read(first, 64, lambda tokens: tokens[0, 5]) == 64 * 64
+
+
+class Tokens(nn.Module):
+    """Patches (conv 4, stride 4) as tokens (N, L, C), then ``mix(self, tokens)``."""
+
+    def __init__(self, mix, pre=None):
+        super().__init__()
+        self.patches, self.mix, self.pre = nn.Conv2d(3, 8, 4, stride=4), mix, pre
+        self.memory = nn.Parameter(torch.randn(1, 6, 8))
+        self.along = nn.Conv1d(8, 8, 3, padding=1)
+        self.shuffle = nn.ChannelShuffle(4)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.register_buffer("order", torch.randperm(16))
+        self.register_buffer("later", torch.ones(16, 16, dtype=torch.bool).triu(1))
+
+    def forward(self, x):
+        x = self.pre(x) if self.pre is not None else x
+        return self.mix(self, self.patches(x).flatten(2).transpose(1, 2))
+
+
+def mean_token(m, t):
+    return t.mean(1, keepdim=True)
+
+
+@pytest.mark.parametrize("mix", [
+    lambda m, t: F.scaled_dot_product_attention(t, mean_token(m, t), mean_token(m, t)),
+    lambda m, t: m.attention(t, t, t)[0],
+], ids=["keys global", "MultiheadAttention"])
+def test_attention_to_keys_from_every_patch_is_global(mix):
+    assert receptive_field(Tokens(mix), None, 16).is_global
+    assert pixels_read(Tokens(mix), 16, lambda out: out[0, 5]) == 256
+
+
+@pytest.mark.parametrize("mix, match, read", [
+    (lambda m, t: F.scaled_dot_product_attention(t, m.memory, m.memory), "not computed", 16),
+    (lambda m, t: F.scaled_dot_product_attention(
+        t, *[m.along(t.transpose(1, 2)).transpose(1, 2)] * 2), "on tokens", None),
+    (lambda m, t: m.attention(t, t, t, attn_mask=m.later)[0], "mask", None),
+    (lambda m, t: torch.cat([t.mean(1, keepdim=True), t], 1), "concatenation", 16),
+    (lambda m, t: t + t[:, m.order], "indexing the tokens", None),
+    (lambda m, t: t + m.shuffle(t), "along dim 1", None),
+], ids=["keys are parameters", "keys unknown", "MultiheadAttention masked",
+        "class token from the image", "tokens reordered", "channel shuffle on tokens"])
+def test_what_rfviz_cannot_be_sure_of_on_tokens_is_unknown(mix, match, read):
+    with pytest.warns(RfvizWarning, match=match):
+        field = receptive_field(Tokens(mix), None, 16)
+    assert field.unknown and not field.is_global
+    if read is not None:  # the truth at token 6: its own patch, not the image
+        assert pixels_read(Tokens(mix), 16, lambda out: out[0, 6]) == read
+
+
+@pytest.mark.parametrize("pre", [lambda x: F.pad(x, (1, 1, 1, 1), mode="reflect"),
+                                 lambda x: x[:, :, 2:, 2:]], ids=["reflect pad", "crop"])
+def test_per_unit_spans_are_not_flattened_into_tokens(pre):
+    with pytest.warns(RfvizWarning, match="per-unit spans flattened into tokens"):
+        assert receptive_field(Tokens(lambda m, t: t + t, pre), None, 16).unknown
+
+
+def test_tokens_of_two_grids_do_not_merge():
+    class TwoGrids(nn.Module):  # on 16 × 32: a 4 × 4 grid and a 2 × 8 grid, 16 tokens each
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 4, stride=4, dilation=(1, 6))
+            self.b = nn.Conv2d(3, 8, 4, stride=4, dilation=(3, 1))
+
+        def forward(self, x):
+            return self.a(x).flatten(2) + self.b(x).flatten(2)
+
+    with pytest.warns(RfvizWarning, match="different grids"):
+        assert receptive_field(TwoGrids(), None, (16, 32)).unknown
+
+
+def test_an_unknown_field_flattened_into_tokens_stays_unknown():
+    class Flipped(nn.Module):  # a flip has no rule: unknown, then flattened into tokens
+        def __init__(self):
+            super().__init__()
+            self.patches = nn.Conv2d(3, 8, 4, stride=4)
+
+        def forward(self, x):
+            return torch.flip(self.patches(x), [2]).flatten(2)
+
+    with pytest.warns(RfvizWarning, match="flip"):
+        assert receptive_field(Flipped(), None, 16).unknown

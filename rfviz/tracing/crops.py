@@ -17,7 +17,7 @@ from ..field import CannotFollow, Field, ReceptiveField
 from ..spans import Spans, copied
 from .ops import COPY_MODES
 from .rules import Op, Step, along, tokens
-from .shapes import concrete
+from .shapes import concrete, gives_tensors
 
 __all__ = ["getitem", "pad"]
 
@@ -66,13 +66,14 @@ def getitem(step: Step) -> Op | CannotFollow:
     """Indexing: channels or batch picked, and crops by slicing a spatial axis (``x[..., 2:-2,
     ::2]``: unit ``o`` is the input's unit ``start + o*step``)."""
     dims = step.value.dims
+    source = step.node.args[0]
+    if isinstance(source, torch.fx.Node) and gives_tensors(source):  # a tuple's item: a piece
+        return step.unchanged()  # of a split, whose value the walk made already
+    if tokens(dims):
+        return _tokens_indexed(step)
     if dims is None or (len(step.in_shape) == len(step.out_shape) and all(
             step.in_shape[d] == step.out_shape[d] for d in dims)):
         return step.unchanged()
-    if tokens(dims):  # a ViT's class token, x[:, 0], after attention: global stays global
-        if step.value.field.is_global:
-            return step.unchanged(None)
-        return step.cannot("indexing the tokens (the spatial axes flattened into one)")
     items = _index_items(concrete(step.node.args[1]), step.ndim)
     if items is None:
         return step.cannot("indexing other than by integers and slices")
@@ -92,6 +93,19 @@ def getitem(step: Step) -> Op | CannotFollow:
         axes.append(axis if whole else _crop(axis, step.in_shape[d], step.out_shape[n], start,
                                              every))
     return Op(Field(tuple(axes)), new_dims)
+
+
+def _tokens_indexed(step: Step) -> Op | CannotFollow:
+    """Indexing tokens: the field stays where every token is kept in its order (heads or
+    channels picked); a ViT's class token, ``x[:, 0]``, taken after attention is global."""
+    if step.value.field.is_global:
+        return step.unchanged(None)
+    items = _index_items(concrete(step.node.args[1]), step.ndim)
+    moved, slices = _index_map(items) if items is not None else ({}, {})
+    d = step.value.dims[0]
+    if d not in moved or slices[d] != slice(None):
+        return step.cannot("indexing the tokens (the spatial axes flattened into one)")
+    return step.unchanged((moved[d],) * len(step.value.dims))
 
 
 def _index_items(index, ndim: int) -> list | None:

@@ -39,11 +39,13 @@ class Value(NamedTuple):
 
     ``dims`` names the same tensor dim for every spatial axis once they are flattened into one
     axis of tokens (a ViT's ``x.flatten(2)``: (N, C, H, W) -> (N, C, H·W), dims (2, 2)): each
-    token keeps its field, but rfviz no longer knows which token sits where (see
-    :func:`tokens`)."""
+    token keeps its field, and ``grid`` the lengths of the axes flattened, (H, W), so that two
+    branches of tokens merge only where token i is the same place in both (see :func:`tokens`).
+    """
 
     field: Field
     dims: tuple[int, ...] | None  # tensor dim of each spatial axis; None once flattened away
+    grid: tuple[int, ...] | None = None  # tokens: the spatial lengths flattened into them
 
 
 class Op(NamedTuple):
@@ -52,6 +54,7 @@ class Op(NamedTuple):
     field: Field
     dims: tuple[int, ...] | None
     params: Mapping = MappingProxyType({})
+    grid: tuple[int, ...] | None = None  # tokens (see :class:`Value`)
 
 
 class Step(NamedTuple):
@@ -64,6 +67,7 @@ class Step(NamedTuple):
     inputs: tuple[Value, ...]
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
+    sources: tuple[torch.fx.Node, ...] = ()  # the node each of ``inputs`` comes from
 
     @property
     def value(self) -> Value:
@@ -74,7 +78,15 @@ class Step(NamedTuple):
         return len(self.in_shape)
 
     def unchanged(self, dims=...) -> Op:
-        return Op(self.value.field, self.value.dims if dims is ... else dims)
+        dims = self.value.dims if dims is ... else dims
+        return Op(self.value.field, dims, grid=self.value.grid if tokens(dims) else None)
+
+    def value_of(self, argument) -> Value | None:
+        """The value of an argument that is one of the inputs; None for anything else (a
+        parameter, a constant: nothing computed from the input image)."""
+        if isinstance(argument, torch.fx.Node) and argument in self.sources:
+            return self.inputs[self.sources.index(argument)]
+        return None
 
     def cannot(self, reason: str) -> CannotFollow:
         return CannotFollow(self.op, reason, self.where)
@@ -96,9 +108,16 @@ def tokens(dims: tuple[int, ...] | None) -> bool:
 # --- rules -------------------------------------------------------------------------------
 
 
-def same(step: Step) -> Op:
-    """Element-wise (activations, batch norm, dropout): the field does not change."""
+def same(step: Step) -> Op | CannotFollow:
+    """Element-wise (activations, batch norm, dropout): the field does not change. A channel
+    shuffle or a local response norm works along dim 1: where a spatial axis or the tokens lie
+    there (channels last), it moves or mixes them."""
+    if isinstance(step.module, _ALONG_DIM_1) and 1 in (step.value.dims or ()):
+        return step.cannot("it works along dim 1, which holds a spatial axis here")
     return step.unchanged()
+
+
+_ALONG_DIM_1 = (nn.ChannelShuffle, nn.LocalResponseNorm)
 
 
 def whole_input(step: Step, dims=...) -> Op:
@@ -200,6 +219,8 @@ def linear(step: Step) -> Op:
     an op rfviz could not follow, unknown stays unknown: nothing says what the last axis
     holds (a Swin window's 49 tokens × 96 channels: the channels)."""
     dims = step.value.dims
+    if len(step.inputs) > 1:
+        return step.cannot("its weight is computed from the input")
     if step.value.field.unknown:
         return step.unchanged()
     if dims is None or step.ndim - 1 in dims:
@@ -249,6 +270,11 @@ def normalise(step: Step) -> Op:
 def merge(step: Step) -> Op:
     """Residual additions, gating products: the union of the branches' spans, per axis."""
     dims = step.value.dims
+    if any(tokens(v.dims) for v in step.inputs) and all(v.field.known for v in step.inputs):
+        if any(v.dims != dims or v.grid != step.value.grid for v in step.inputs):
+            return step.cannot("it merges tokens of different grids (or with a map): token i "
+                               "is not the same place in both")
+        return Op(merged_field(step.inputs, step.where), dims, grid=step.value.grid)
     units = tuple(step.out_shape[d] for d in dims) if dims else ()
     return Op(merged_field(step.inputs, step.where, units), dims)
 
@@ -258,7 +284,7 @@ def concatenate(step: Step) -> Op | CannotFollow:
     dim = step.argument(1, "dim", 0) % len(step.out_shape)
     if tokens(step.value.dims) and len(step.inputs) == 1:
         return step.unchanged()  # a ViT's class token before its patches: it reads no pixel
-    if step.value.dims and dim in step.value.dims:
+    if any(dim in (v.dims or ()) for v in step.inputs):
         return step.cannot("concatenation along a spatial axis")
     return merge(step)
 
@@ -294,18 +320,42 @@ def merged_field(values, where: str, units: tuple[int, ...] = ()) -> Field:
 
 def attention(step: Step) -> Op | CannotFollow:
     """``F.scaled_dot_product_attention(q, k, v)``: each query reads every key and value of
-    its sequence. Where that sequence is every spatial position, flattened into one axis of
-    tokens (a ViT's patches), with no mask and no causal order, every output reads the whole
-    input: global. A sequence of some positions only (a Swin window's tokens, cut out by a
-    reshape rfviz cannot follow) stays unknown."""
-    if any(not value.field.known for value in step.inputs):
-        return step.unchanged()
-    mask, causal = (_given(step.argument(position, name)) for position, name in (
-        (3, "attn_mask"), (5, "is_causal")))
+    its sequence. Where the keys and values are tokens of the image (every spatial position,
+    flattened into one axis: a ViT's patches), with no mask and no causal order, every output
+    reads the whole input: global. A sequence of some positions only (a Swin window's tokens,
+    cut out by a reshape rfviz cannot follow), keys not computed from the image, a mask or a
+    causal order: unknown."""
+    masked = (_given(step.argument(3, "attn_mask")) is not None
+              or bool(_given(step.argument(5, "is_causal"))))
     sequence = step.ndim - 2
-    if not all(tokens(value.dims) and value.dims[0] == sequence for value in step.inputs):
+    return attends(step, [step.value_of(step.argument(i, name))
+                          for i, name in ((1, "key"), (2, "value"))], sequence, masked)
+
+
+def multihead_attention(step: Step) -> Op | CannotFollow:
+    """``nn.MultiheadAttention(query, key, value)`` (a tuple: the output, the weights), as
+    :func:`attention`, along its sequence dim (1 if ``batch_first``, else 0)."""
+    masked = any(_given(step.argument(i, name)) not in (None, False) for i, name in (
+        (3, "key_padding_mask"), (5, "attn_mask"), (7, "is_causal")))
+    sequence = 1 if step.module.batch_first else 0
+    return attends(step, [step.value_of(step.argument(i, name))
+                          for i, name in ((1, "key"), (2, "value"))], sequence, masked)
+
+
+def attends(step: Step, keys: list[Value | None], sequence: int, masked: bool,
+            ) -> Op | CannotFollow:
+    """Attention whose keys and values are ``keys``, along tensor dim ``sequence``: global
+    where they are the image's tokens along that dim (or global already), unknown otherwise."""
+    if any(key is None for key in keys):
+        return step.cannot("keys or values not computed from the input")
+    unknown = next((key.field for key in keys if key.field.unknown), None)
+    if unknown is not None:
+        return Op(unknown, step.value.dims)
+    if any(key.field.is_global for key in keys):
+        return whole_input(step)
+    if not all(tokens(key.dims) and key.dims[0] == sequence for key in keys):
         return step.cannot("attention over a sequence rfviz cannot tell is every position")
-    if mask is not None or causal:
+    if masked:
         return step.cannot("attention with a mask or in causal order")
     return whole_input(step)
 
@@ -351,7 +401,10 @@ def reshape(step: Step) -> Op | CannotFollow:
     first, last = dims[0], dims[-1]
     if (len(out_shape) > 2 and list(dims) == list(range(first, last + 1))
             and tuple(out_shape) == (*in_shape[:first], prod(sizes), *in_shape[last + 1:])):
-        return step.unchanged((first,) * len(dims))  # flattened into tokens, in order
+        field = step.value.field
+        if field.known and field.per_unit:  # spans per row and per column: none per token
+            return step.cannot("per-unit spans flattened into tokens")
+        return Op(step.value.field, (first,) * len(dims), grid=tuple(sizes))  # tokens, in order
     tail = list(out_shape[len(out_shape) - len(sizes):])
     if tail == sizes and len(out_shape) >= len(sizes) + 1:
         return step.unchanged(tuple(range(len(out_shape) - len(sizes), len(out_shape))))
@@ -359,4 +412,3 @@ def reshape(step: Step) -> Op | CannotFollow:
         return step.unchanged(None)  # flattened: spatial structure is gone
     return step.cannot(f"a reshape from {tuple(in_shape)} to {tuple(out_shape)} moves the "
                        "spatial axes")
-

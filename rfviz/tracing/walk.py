@@ -15,7 +15,7 @@ from torch import nn
 from ..field import CannotFollow, Field
 from ..layer_table import LayerRow
 from .ops import SPLITTING, UNBINDING
-from .rules import Op, Step, Value, tokens
+from .rules import Op, Step, Value, multihead_attention, tokens
 from .shapes import gives_tensors, shape_of
 from .table import TOKEN_RULES, rule_for
 
@@ -98,10 +98,9 @@ class Walk:
                 elif gives_tensors(node):  # any other call giving several tensors
                     self._opaque(node)
                 elif shape is not None:  # not sizes, tuples, ...
-                    inputs = tuple(self.values[a] for a in node.all_input_nodes
-                                   if a in self.values)
-                    if inputs:
-                        self._step(node, inputs)
+                    sources = tuple(a for a in node.all_input_nodes if a in self.values)
+                    if sources:
+                        self._step(node, sources)
         return self.rows
 
     def _opaque(self, node) -> None:
@@ -110,10 +109,17 @@ class Walk:
         source = next((a for a in node.all_input_nodes if a in self.values), None)
         if source is None:
             return
-        if node.op == "call_module" and isinstance(self.modules[node.target],
-                                                   nn.MultiheadAttention):
-            # every token attends to every token: global, whatever came before
-            self.values[node] = Value(Field.whole_input(), self.values[source].dims)
+        module = self.modules[node.target] if node.op == "call_module" else None
+        if isinstance(module, nn.MultiheadAttention):  # its output: the tuple's first item
+            sources = tuple(a for a in node.all_input_nodes if a in self.values)
+            step = Step(node, module, self.name.op(node), self.name(node),
+                        tuple(self.values[a] for a in sources), shape_of(source),
+                        shape_of(source), sources)
+            result = multihead_attention(step)
+            if isinstance(result, CannotFollow):
+                self.problems.append((len(self.rows), result))
+                result = Op(Field.unknown_after(result), step.value.dims)
+            self.values[node] = Value(result.field, result.dims)
             return
         problem = CannotFollow(self.name.op(node), "it gives several tensors (a tuple) and "
                                "rfviz has no rule for it", self.name(node))
@@ -137,7 +143,7 @@ class Walk:
             self.problems.append((len(self.rows), problem))
             value = Value(Field.unknown_after(problem), None if unbind else value.dims)
         elif unbind and value.dims:  # each piece lacks that dim
-            value = Value(value.field, tuple(d - (d > dim) for d in value.dims))
+            value = Value(value.field, tuple(d - (d > dim) for d in value.dims), value.grid)
         self.values[node] = value
 
     def _input_shape(self, node) -> tuple[int, ...]:
@@ -145,10 +151,11 @@ class Walk:
         shape = shape_of(first)
         return shape if shape is not None else shape_of(node)  # a split's piece: as its output
 
-    def _step(self, node, inputs: tuple[Value, ...]) -> None:
+    def _step(self, node, sources: tuple[torch.fx.Node, ...]) -> None:
         module = self.modules[node.target] if node.op == "call_module" else None
+        inputs = tuple(self.values[a] for a in sources)
         step = Step(node, module, self.name.op(node), self.name(node), inputs,
-                    self._input_shape(node), shape_of(node))
+                    self._input_shape(node), shape_of(node), sources)
         rule = rule_for(module if module is not None else node.target)
         if len(step.out_shape) == len(step.in_shape) and 0 in step.out_shape:
             result = step.cannot("its output has no unit along a spatial axis")
@@ -162,7 +169,8 @@ class Walk:
             self.problems.append((len(self.rows), result))
             same_rank = len(step.in_shape) == len(step.out_shape)
             result = Op(Field.unknown_after(result), step.value.dims if same_rank else None)
-        self.values[node] = Value(result.field, result.dims)
+        self.values[node] = Value(result.field, result.dims,
+                                  result.grid if tokens(result.dims) else None)
         self.rows.append(LayerRow(
             name=step.where, op=step.op, shape=step.out_shape[1:], field=result.field,
             input_shape=step.in_shape[1:], scopes=scopes(node), node=node.name,
