@@ -153,7 +153,7 @@ class _NoInit(TorchFunctionMode):
 
 # Tensors made from numbers a builder may read back while building (torchvision's regnets
 # take ``torch.arange(depth).tolist()`` for their widths): left on the CPU, where they have
-# numbers; a parameter or buffer made from one moves to meta as it is registered.
+# numbers; a parameter or buffer made from one moves to meta once the model is built.
 _VALUE_CONSTRUCTORS = frozenset({
     torch.arange, torch.range, torch.linspace, torch.logspace, torch.tensor, torch.as_tensor,
     torch.asarray, torch.scalar_tensor, torch.tril_indices, torch.triu_indices})
@@ -161,9 +161,8 @@ _VALUE_CONSTRUCTORS = frozenset({
 
 @contextlib.contextmanager
 def _parameters_on_meta():
-    """Every parameter and buffer moves to the meta device as it is registered: those made
-    from a tensor left on the CPU (:data:`_VALUE_CONSTRUCTORS`), or every one where a builder
-    cannot build on meta at all."""
+    """Every parameter and buffer moves to the meta device as it is registered: where a
+    builder cannot build on meta at all, and initialises its weights on the CPU."""
     register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
 
     def parameter(module, name, param):
@@ -187,13 +186,33 @@ def _on_meta(make: Callable[[], nn.Module]) -> nn.Module:
     device (none of the atlas's networks now), built with tensors on the CPU that move to meta
     as they are registered."""
     try:
-        with _parameters_on_meta(), _NoInit(torch.device("meta")):
-            return make()
+        with _NoInit(torch.device("meta")):
+            return _moved_to_meta(make())
     except (NotImplementedError, RuntimeError) as error:
         if "meta" not in str(error):
             raise
     with _parameters_on_meta(), _NoInit():
         return make()
+
+
+def _moved_to_meta(model: nn.Module) -> nn.Module:
+    """Parameters and buffers made from a tensor left on the CPU (:data:`_VALUE_CONSTRUCTORS`)
+    moved to meta once the model is built: one pass, outside the mode through which every
+    torch call of the build goes (a registration hook per tensor costs more). A parameter
+    shared by two modules stays one parameter."""
+    moved: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for tensors in (module._parameters, module._buffers):
+            for name, tensor in tensors.items():
+                if tensor is None or tensor.is_meta:
+                    continue
+                if id(tensor) not in moved:
+                    meta = tensor.to("meta")
+                    if isinstance(tensor, nn.Parameter):
+                        meta = nn.Parameter(meta, requires_grad=tensor.requires_grad)
+                    moved[id(tensor)] = meta
+                tensors[name] = moved[id(tensor)]
+    return model
 
 
 def build(network: Network | str, device: str = "meta") -> nn.Module:

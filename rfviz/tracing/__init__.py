@@ -115,6 +115,29 @@ class _Tracer(torch.fx.Tracer):
                            {id(b): n for n, b in root.named_buffers()})
         return super().trace(root, concrete_args)
 
+    def call_module(self, m, forward, args, kwargs):
+        """torch.fx's ``call_module`` without its ``Scope`` bookkeeping (a copy of the scope per
+        call, for ``node_name_to_scope``, which rfviz never reads); the module stack each node
+        records (``nn_module_stack``, the row names' scopes) is kept as torch.fx keeps it."""
+        path = self.path_of_module(m)
+        calls = self.num_calls.get(path, 0)
+        self.module_stack[f"{path}@{calls}" if calls else path] = (path, type(m))
+        self.num_calls[path] = calls + 1
+        try:
+            if self.is_leaf_module(m, path):
+                return self.create_proxy("call_module", path, args, kwargs)
+            return forward(*args, **kwargs)
+        finally:
+            self.module_stack.popitem(last=True)
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        """A graph node with the module stack it was made in, as torch.fx records it (a
+        dictionary's own copy: ``copy.copy`` goes the slow way through ``__reduce_ex__``)."""
+        node = self.graph.create_node(kind, target, args, kwargs, name, type_expr)
+        if self.module_stack:
+            node.meta["nn_module_stack"] = self.module_stack.copy()
+        return node
+
     def _name_of(self, value, buffers: bool = True) -> str | None:
         """The name of a parameter (or, if ``buffers``, of a buffer) of the traced model."""
         name = None
