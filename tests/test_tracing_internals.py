@@ -130,6 +130,25 @@ def test_batch_norm_keeps_the_shape_only_when_its_statistics_fit():
     assert same_shape(F.relu, (torch.empty(3, device="meta", dtype=torch.int64),), {}) is None
 
 
+@pytest.mark.parametrize("batch_first, need_weights, average, kdim", list(itertools.product(
+    (True, False), (True, False, None), (True, False), (None, 6))))
+def test_multihead_attention_shapes_are_torchs(batch_first, need_weights, average, kdim):
+    from rfviz.tracing.shapes import _attention_output
+
+    module = nn.MultiheadAttention(8, 2, batch_first=batch_first, kdim=kdim, vdim=kdim)
+    module = module.to("meta").eval()
+    query = torch.empty((3, 5, 8) if batch_first else (5, 3, 8), device="meta")
+    key = torch.empty((3, 7, kdim or 8) if batch_first else (7, 3, kdim or 8), device="meta")
+    kwargs = {"average_attn_weights": average}
+    if need_weights is not None:
+        kwargs["need_weights"] = need_weights
+    shapes = [None if t is None else t.shape for t in module(query, key, key, **kwargs)]
+    ours = _attention_output(module, (query, key, key), kwargs)
+    assert [None if t is None else t.shape for t in ours] == shapes
+    mask = torch.zeros(5, 7, dtype=torch.bool, device="meta")  # masks: torch answers
+    assert _attention_output(module, (query, key, key), {"attn_mask": mask}) is None
+
+
 def test_a_view_after_a_transpose_and_contiguous_still_traces():
     # shufflenet's channel shuffle: the strides of contiguous() decide whether view() works
     model = torchvision.models.shufflenet_v2_x0_5(weights=None)
@@ -150,21 +169,20 @@ def test_a_module_runs_as_it_is_only_on_meta_and_in_eval_mode(monkeypatch, devic
     original = shapes.meta_copy
     monkeypatch.setattr(shapes, "meta_copy", lambda module: made.append(module) or original(
         module))
-    attention = nn.MultiheadAttention(4, 2, batch_first=True, device=device)
+    norm = nn.InstanceNorm2d(4, affine=True, track_running_stats=True, device=device)
 
-    class Net(nn.Module):
+    class Net(nn.Module):  # an instance norm has no shape shortcut: it runs on meta
         def __init__(self):
             super().__init__()
-            self.conv, self.attention = nn.Conv2d(3, 4, 3, device=device), attention
+            self.conv, self.norm = nn.Conv2d(3, 4, 3, device=device), norm
 
         def forward(self, x):
-            x = self.conv(x).flatten(2).transpose(1, 2)
-            return self.attention(x, x, x)[0]
+            return self.norm(self.conv(x))
 
     net = Net().train(training)
     before = {k: (v.device, v.shape) for k, v in net.state_dict().items()}
     trace(net, 12)
-    assert made == [attention] * copies
+    assert made == [norm] * copies
     assert all(m.training is training for m in net.modules())
     assert {k: (v.device, v.shape) for k, v in net.state_dict().items()} == before
 
