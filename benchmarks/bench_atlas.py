@@ -11,7 +11,8 @@ Prints, measured in one run:
    every network: median, 90th percentile, slowest, how many within the target of 50 ms;
 3. side by side, network by network in turn (so that other jobs on the machine weigh on all
    alike): the rows with each speed-up undone — torch.fx's stock tracer (it looks a parameter up
-   among all of the model's on every read), the garbage collector left running, torch on the
+   among all of the model's on every read, copies a scope per module call), timm's
+   BatchNormAct2d traced into, the garbage collector left running, torch on the
    threads the process has (2) rather than one, and for the slowest networks' complete rows,
    each size traced afresh every time it is asked for;
 4. where one network's time goes: resnet50's rows split into build, torch.fx's symbolic trace,
@@ -103,8 +104,11 @@ def swapped(owner, name: str, value):
 
 UNDONE = {  # label -> the block in which that speed-up is undone
     "now": contextlib.nullcontext,
-    # torch.fx's own Tracer, as rfviz used before
+    # torch.fx's own Tracer, as rfviz used before (no leaf of rfviz's, no lean bookkeeping)
     "stock torch.fx tracer": lambda: swapped(tracing, "_Tracer", torch.fx.Tracer),
+    # timm's BatchNormAct2d traced into (eight nodes each) rather than one op
+    "timm's norm+act traced into": lambda: swapped(tracing, "_norm_then_activation",
+                                                   lambda module: False),
     # the garbage collector not paused during the rows
     "collector running": lambda: swapped(rows, "_collector_paused", contextlib.nullcontext),
     # torch on the threads the process has (2 here), not one
@@ -164,7 +168,8 @@ def main() -> None:
 
     sample = [n.name for n in atlas.catalogue()][::4]
     times = side_by_side(sample, {label: UNDONE[label] for label in (
-        "now", "stock torch.fx tracer", "collector running", "torch threads as set")})
+        "now", "stock torch.fx tracer", "timm's norm+act traced into", "collector running",
+        "torch threads as set")})
     print(f"\nside by side, {len(sample)} networks (every 4th), each variant in turn on each:")
     now = times["now"]
     for label, values in times.items():

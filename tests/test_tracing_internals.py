@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from rfviz.tracing import _remembering, _shapes, _trace, _Tracer, trace
+from rfviz.tracing import _norm_then_activation, _remembering, _shapes, _trace, _Tracer, trace
 from rfviz.tracing.shapes import module_output_shape, same_shape
 
 # --- the tracer ---------------------------------------------------------------------------------
@@ -52,11 +52,40 @@ def graph_text(graph: torch.fx.Graph) -> str:
     lambda: __import__("timm").create_model("efficientnet_b0", pretrained=False),
 ])
 def test_the_tracer_records_what_torch_fxs_records(build):
+    class Stock(torch.fx.Tracer):  # torch.fx's own, with rfviz's leaves (next test)
+        def is_leaf_module(self, m, name):
+            return super().is_leaf_module(m, name) or _norm_then_activation(m)
+
     model = build().eval()
-    ours, stock = _Tracer().trace(model), torch.fx.Tracer().trace(copy.deepcopy(model))
+    ours, stock = _Tracer().trace(model), Stock().trace(copy.deepcopy(model))
     assert graph_text(ours) == graph_text(stock)
     for a, b in zip(ours.nodes, stock.nodes, strict=True):
         assert a.meta.get("nn_module_stack") == b.meta.get("nn_module_stack"), a.name
+
+
+@pytest.mark.parametrize("name", ["resnetv2_50", "mobilenetv3_large_100", "efficientnet_b0"])
+def test_timms_norm_and_activation_as_one_op_give_the_fields_traced_into_it(name, monkeypatch):
+    import rfviz.tracing
+
+    timm = pytest.importorskip("timm")
+    model = timm.create_model(name, pretrained=False).eval()
+    whole = trace(model)
+    monkeypatch.setattr(rfviz.tracing, "_norm_then_activation", lambda module: False)
+    traced_into = trace(copy.deepcopy(model))
+    assert len(whole) < len(traced_into)  # fewer rows: the point
+    ops = {row.op for row in whole}
+    assert "BatchNormAct2d" in ops and "batch_norm" not in ops
+    for path, _ in model.named_children():  # every stage's field is the same
+        assert str(whole[path].field) == str(traced_into[path].field), path
+
+
+def test_a_norm_with_a_child_rfviz_does_not_know_is_traced_into():
+    norm_act = pytest.importorskip("timm.layers.norm_act")
+    norm = norm_act.BatchNormAct2d(4, act_layer=nn.ReLU)
+    assert _norm_then_activation(norm)
+    norm.act = nn.Conv2d(4, 4, 3, padding=1)  # not element-wise: its forward must be read
+    assert not _norm_then_activation(norm)
+    assert trace(nn.Sequential(nn.Conv2d(3, 4, 1), norm), 8).rows[-1].field.size == (3, 3)
 
 
 def test_a_parameter_that_is_not_the_models_is_refused_as_torch_fx_refuses():

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..field import Field
 from ..layer_table import LayerRow, LayerTable, RfvizWarning
+from .ops import ELEMENTWISE_MODULES
 from .shapes import MetaShapeProp, ShapeError, input_shape
 from .walk import RowNames, Walk
 
@@ -115,6 +116,12 @@ class _Tracer(torch.fx.Tracer):
                            {id(b): n for n, b in root.named_buffers()})
         return super().trace(root, concrete_args)
 
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        """torch.fx's leaves (torch's own modules), and timm's ``BatchNormAct2d`` where its
+        children are element-wise: :func:`_norm_then_activation`."""
+        return (super().is_leaf_module(m, module_qualified_name)
+                or _norm_then_activation(m))
+
     def call_module(self, m, forward, args, kwargs):
         """torch.fx's ``call_module`` without its ``Scope`` bookkeeping (a copy of the scope per
         call, for ``node_name_to_scope``, which rfviz never reads); the module stack each node
@@ -177,6 +184,24 @@ class _Tracer(torch.fx.Tracer):
 
 
 _PLAIN = (int, float, str, bool, type(None))  # arguments torch.fx records as they are
+
+# Modules whose forward is known to be a batch norm (torch's BatchNorm2d's, copied) followed by
+# their children: timm's BatchNormAct2d (norm, dropout, activation). By module and class name,
+# so that timm need not be imported.
+_NORM_THEN_CHILDREN = {("timm.layers.norm_act", "BatchNormAct2d")}
+
+
+def _norm_then_activation(module: nn.Module) -> bool:
+    """Whether ``module`` is traced as one op: a batch norm followed by element-wise children
+    (timm's ``BatchNormAct2d`` with a ReLU, SiLU, …), element-wise as a whole, as a
+    ``BatchNorm2d`` is (its rule and its shape are a BatchNorm2d's, its base class). Traced
+    into, it is eight nodes (a shape check, four reads of weights, the norm, the dropout, the
+    activation): a third of timm's convolutional networks' nodes. Any other child (timm's own
+    activation classes among them) and it is traced into, as before."""
+    kind = type(module)
+    return ((kind.__module__, kind.__name__) in _NORM_THEN_CHILDREN
+            and isinstance(module, nn.BatchNorm2d)
+            and all(isinstance(child, ELEMENTWISE_MODULES) for child in module.children()))
 
 
 def _trace(model: nn.Module, input_size) -> LayerTable:
