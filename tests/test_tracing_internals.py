@@ -247,6 +247,22 @@ def test_within_the_block_each_size_is_traced_once(monkeypatch):
     assert _trace(net, (16, 16)) is not first and len(runs) == 3  # outside: traced again
 
 
+def test_within_the_block_a_graph_is_given_back_without_walking_the_modules(monkeypatch):
+    from rfviz.tracing import _graph
+
+    model = torchvision.models.resnet18(weights=None)
+    walks = []
+    original = model.named_modules
+    monkeypatch.setattr(model, "named_modules", lambda *a, **k: walks.append(1) or original(
+        *a, **k))
+    with _remembering():
+        first = _graph(model)
+        fingerprints = len(walks)
+        assert _graph(model) is first and _graph(model) is first
+        assert len(walks) == fingerprints  # no module walked again
+    assert _graph(model) is first and len(walks) > fingerprints  # outside: checked again
+
+
 def test_an_error_is_remembered_and_raised_again(monkeypatch):
     from rfviz.tracing import shapes
 

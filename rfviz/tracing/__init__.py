@@ -83,19 +83,31 @@ def _graph(model: nn.Module) -> torch.fx.Graph:
     code, which rfviz never runs), since a notebook asks about the same model again and again.
     The graph records which modules are called, not their settings (those are read afresh on
     every call), so it stays valid until a submodule is replaced or ``forward`` changes, which
-    the fingerprint notices.
+    the fingerprint notices. Within :func:`_remembering` (the model unchanged by contract) the
+    graph is given back without taking the fingerprint again: the atlas asks for one network's
+    graph once per stage, and a fingerprint walks every module.
     """
+    remembered = _REMEMBERED.get()
+    if remembered is not None and (id(model), "graph") in remembered:
+        return remembered[id(model), "graph"][1]  # unchanged within the block: no fingerprint
     fingerprint = (type(model).forward, *((name, id(m)) for name, m in model.named_modules()))
     cached = _GRAPHS.get(model)
     if cached is not None and cached[0] == fingerprint:
-        return cached[1]
+        graph = cached[1]
+    else:
+        graph = _traced_graph(model)
+        _GRAPHS[model] = (fingerprint, graph)
+    if remembered is not None:
+        remembered[id(model), "graph"] = (model, graph)
+    return graph
+
+
+def _traced_graph(model: nn.Module) -> torch.fx.Graph:
     try:  # tracing records calls; it changes nothing in the model
-        graph = _Tracer().trace(model)
+        return _Tracer().trace(model)
     except Exception as error:
         raise ValueError(f"torch.fx cannot trace {type(model).__name__}: "
                          f"{str(error).splitlines()[0]}") from None
-    _GRAPHS[model] = (fingerprint, graph)
-    return graph
 
 
 class _Tracer(torch.fx.Tracer):
@@ -264,7 +276,8 @@ def _walked(model: nn.Module, graph: torch.fx.Graph, shape) -> LayerTable:
 
 
 # Within ``_remembering()``: (id(model), input shape, "table" | "shapes") -> (the model, kept
-# alive so that its id stays its own; the table, None, or the ValueError raised)
+# alive so that its id stays its own; the table, None, or the ValueError raised), and
+# (id(model), "graph") -> (the model, its graph)
 _REMEMBERED: ContextVar[dict | None] = ContextVar("rfviz_remembered_traces", default=None)
 
 
