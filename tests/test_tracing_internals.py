@@ -88,6 +88,15 @@ def test_a_norm_with_a_child_rfviz_does_not_know_is_traced_into():
     assert trace(nn.Sequential(nn.Conv2d(3, 4, 1), norm), 8).rows[-1].field.size == (3, 3)
 
 
+@pytest.mark.parametrize("build", [ReadsItsWeights, lambda: torchvision.models.densenet121()])
+def test_each_tensor_is_named_as_named_parameters_and_named_buffers_name_it(build):
+    from rfviz.tracing import _tensor_names
+
+    model = build()
+    assert _tensor_names(model) == ({id(p): n for n, p in model.named_parameters()},
+                                    {id(b): n for n, b in model.named_buffers()})
+
+
 def test_a_parameter_that_is_not_the_models_is_refused_as_torch_fx_refuses():
     stranger = nn.Parameter(torch.ones(1))
 
