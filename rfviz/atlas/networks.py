@@ -213,7 +213,8 @@ def _on_meta(make: Callable[[], nn.Module]) -> nn.Module:
     as they are registered."""
     try:
         with _initialisers_skipped(), _NoInit(torch.device("meta")):
-            return _moved_to_meta(make())
+            model = make()
+        return _moved_to_meta(model)  # outside the mode: its reads of tensors pass no mode
     except (NotImplementedError, RuntimeError) as error:
         if "meta" not in str(error):
             raise
