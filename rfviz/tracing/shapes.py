@@ -91,12 +91,16 @@ class MetaShapeProp(torch.fx.Interpreter):
 
     def __init__(self, module: nn.Module, graph: torch.fx.Graph,
                  names: Callable[[dict], Callable[[torch.fx.Node], str]]) -> None:
-        super().__init__(module, graph=graph)
+        # values are meta tensors: none is freed early (torch.fx would find each one's last
+        # use first, a pass over the graph)
+        super().__init__(module, garbage_collect_values=False, graph=graph)
         self.name_of = names(self.submodules)
 
     def run_node(self, node):
-        try:
-            result = super().run_node(node)
+        try:  # torch.fx's run_node, without the debug log and the node's meta set as current
+            # (two context managers per node, for tracebacks rfviz writes itself)
+            args, kwargs = self.fetch_args_kwargs_from_env(node)
+            result = getattr(self, node.op)(node.target, args, kwargs)
         except ShapeError as error:
             raise self._failure(node, error.message, error.too_small) from None
         except Exception as error:

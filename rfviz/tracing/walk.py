@@ -54,8 +54,12 @@ class RowNames:
 
 def scopes(node: torch.fx.Node) -> tuple[str, ...]:
     """Every module path the op runs inside, outermost first."""
-    stack = node.meta.get("nn_module_stack") or {}
-    return tuple(dict.fromkeys(key.split("@")[0] for key in stack))
+    found = node.meta.get("rfviz_scopes")  # the graph is walked again at other sizes
+    if found is None:
+        stack = node.meta.get("nn_module_stack") or {}
+        found = node.meta["rfviz_scopes"] = tuple(dict.fromkeys(
+            key.split("@")[0] for key in stack))
+    return found
 
 
 class Walk:
