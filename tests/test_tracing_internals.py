@@ -187,6 +187,29 @@ def test_multihead_attention_shapes_are_torchs(batch_first, need_weights, averag
     assert _attention_output(module, (query, key, key), {"attn_mask": mask}) is None
 
 
+@pytest.mark.parametrize("v2", [False, True])
+@pytest.mark.parametrize("size", [(7, 7), (9, 5), (1, 3), (16, 16)])
+def test_window_attention_shapes_are_torchs(v2, size, monkeypatch):
+    from torchvision.models import swin_transformer as swin
+
+    from rfviz.tracing.shapes import _window_attention_output
+
+    kind = swin.ShiftedWindowAttentionV2 if v2 else swin.ShiftedWindowAttention
+    block = kind(16, [4, 4], [2, 2], num_heads=2).eval()
+    x = torch.randn(1, *size, 16)
+    captured, attend = [], swin.shifted_window_attention
+
+    def spy(*args, **kwargs):  # the block's own call, with its arguments
+        captured.append((args, kwargs))
+        return attend(*args, **kwargs)
+
+    monkeypatch.setattr(swin, "shifted_window_attention", spy)
+    expected = block(x).shape
+    (args, kwargs), = captured
+    assert _window_attention_output(args, kwargs).shape == expected
+    assert _window_attention_output((x[0],) + args[1:], kwargs) is None  # 3-D: torch answers
+
+
 def test_a_view_after_a_transpose_and_contiguous_still_traces():
     # shufflenet's channel shuffle: the strides of contiguous() decide whether view() works
     model = torchvision.models.shufflenet_v2_x0_5(weights=None)

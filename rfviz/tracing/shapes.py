@@ -24,6 +24,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.swin_transformer import shifted_window_attention
 
 from .ops import (
     AXIS_NAMES,
@@ -143,6 +144,8 @@ class MetaShapeProp(torch.fx.Interpreter):
         result = broadcast(target in MERGING_FUNCTIONS, args, kwargs)
         if result is None:
             result = same_shape(target, args, kwargs)
+        if result is None and target is shifted_window_attention:
+            result = _window_attention_output(args, kwargs)
         return super().call_function(target, args, kwargs) if result is None else result
 
     def call_method(self, target, args, kwargs):
@@ -198,6 +201,22 @@ def _attention_output(module: nn.MultiheadAttention, args, kwargs) -> tuple | No
         return output, None
     heads = () if given.get("average_attn_weights", True) else (module.num_heads,)
     return output, torch.empty((n, *heads, length, source), device="meta", dtype=query.dtype)
+
+
+def _window_attention_output(args, kwargs) -> torch.Tensor | None:
+    """torchvision's ``shifted_window_attention(x, qkv_weight, proj_weight, …)``: (B, H, W, C)
+    in, the same out (it pads to whole windows and crops back), where the weights fit C and
+    the dtype; None otherwise (torch says what is wrong). On meta its ~60 ops cost ~4 ms a
+    block, and the smallest-input search runs Swin-V2 at a dozen sizes."""
+    names = ("input", "qkv_weight", "proj_weight")
+    x, qkv, proj = ({**dict(zip(names, args, strict=False)), **kwargs}.get(n) for n in names)
+    if not all(isinstance(t, torch.Tensor) for t in (x, qkv, proj)) or x.dim() != 4:
+        return None
+    channels = x.shape[-1]
+    if (not x.is_floating_point() or qkv.dtype != x.dtype or proj.dtype != x.dtype
+            or qkv.shape != (3 * channels, channels) or proj.shape != (channels, channels)):
+        return None
+    return torch.empty(x.shape, device="meta", dtype=x.dtype)
 
 
 def _same_dtype(module: nn.Module, dtype: torch.dtype) -> bool:
