@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 __all__ = ["FrozenSame", "freeze_same", "pad_for"]
@@ -58,10 +57,15 @@ def freeze_same(model: nn.Module) -> int:
 
 
 def pad_for(model: nn.Module, input_size: tuple[int, ...]) -> None:
-    """Set every :class:`FrozenSame` pad for ``input_size``, from the sizes that reach it in
-    one forward pass on the meta device (TensorFlow's rule, as timm's ``pad_same``); nothing
-    to do if they are set for that size already."""
+    """Set every :class:`FrozenSame` pad for ``input_size``, from the size that reaches it
+    (TensorFlow's rule, as timm's ``pad_same``), in execution order: rfviz's shape propagation
+    of the traced graph, whose pads run as modules (a forward pass on the meta device would run
+    torch's slow meta kernels: timm/tf_mobilenetv3_large_100, 90 ms against 5); nothing to do
+    if they are set for that size already. A pad set on the way changes the sizes after it."""
     from timm.layers.padding import pad_same_arg
+
+    from ..tracing import _graph, _propagated
+    from ..tracing.shapes import input_shape
 
     input_size = tuple(input_size)
     frozen = [m for m in model.modules() if isinstance(m, FrozenSame)]
@@ -71,24 +75,20 @@ def pad_for(model: nn.Module, input_size: tuple[int, ...]) -> None:
     def two(value) -> tuple[int, int]:
         return (value, value) if isinstance(value, int) else tuple(value)
 
-    def set_pad(module, args):
-        op = module.op
-        module.pad.padding = tuple(pad_same_arg(args[0].shape[-2:], two(op.kernel_size),
-                                                two(op.stride), two(getattr(op, "dilation", 1))))
+    def setter(same: FrozenSame):
+        op = same.op
 
-    hooks = [m.register_forward_pre_hook(set_pad) for m in frozen]
-    weight = next(model.parameters())  # meta in the atlas; a real model runs once
+        def set_pad(pad, args):  # ``pad`` is same.pad, or the meta copy of it that runs
+            same.pad.padding = pad.padding = tuple(pad_same_arg(
+                args[0].shape[-2:], two(op.kernel_size), two(op.stride),
+                two(getattr(op, "dilation", 1))))
+        return set_pad
+
+    hooks = [m.pad.register_forward_pre_hook(setter(m)) for m in frozen]
     try:
-        with torch.no_grad():
-            model(torch.zeros((1, _channels(model), *input_size), device=weight.device,
-                              dtype=weight.dtype))
+        _propagated(model, _graph(model), input_shape(model, input_size))
     finally:
         for hook in hooks:
             hook.remove()
     for module in frozen:
         module.padded_for = input_size
-
-
-def _channels(model: nn.Module) -> int:
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)), None)
-    return first.in_channels if first is not None else 3
