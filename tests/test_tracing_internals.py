@@ -210,6 +210,56 @@ def test_window_attention_shapes_are_torchs(v2, size, monkeypatch):
     assert _window_attention_output((x[0],) + args[1:], kwargs) is None  # 3-D: torch answers
 
 
+def meta_result(function, *args, **kwargs):
+    """What torch's meta kernel gives: shape, dtype, strides; or the error's type."""
+    try:
+        out = function(*args, **kwargs)
+    except Exception as error:
+        return type(error)
+    return out.shape, out.dtype, out.stride()
+
+
+def empty(*shape, dtype=torch.float32, permute=None):
+    x = torch.empty(shape, device="meta", dtype=dtype)
+    return x.permute(*permute) if permute else x
+
+
+@pytest.mark.parametrize("args, applies", [
+    ((empty(1, 4, 6, 8), (8,), empty(8), empty(8)), True),
+    ((empty(1, 8, 4, 6, permute=(0, 2, 3, 1)), (8,), empty(8), empty(8)), True),  # LayerNorm2d
+    ((empty(2, 5, 8), (5, 8), None, None), True),
+    ((empty(2, 5, 8, dtype=torch.float64), (8,), empty(8), empty(8)), False),  # other dtypes
+    ((empty(2, 5, 8), (5,), None, None), False),  # not the last dims: torch refuses
+    ((empty(2, 5, 8), (8,), empty(7), None), False),
+])
+def test_layer_norm_shapes_are_torchs_or_left_to_torch(args, applies):
+    from rfviz.tracing.shapes import _layer_norm_output
+
+    ours = _layer_norm_output(args, {})
+    if applies:
+        assert (ours.shape, ours.dtype, ours.stride()) == meta_result(F.layer_norm, *args)
+    else:
+        assert ours is None
+
+
+@pytest.mark.parametrize("tensors, dim, applies", [
+    ([empty(1, 4, 8, 8), empty(1, 6, 8, 8)], 1, True),
+    ([empty(1, 4, 8, 8), empty(1, 4, 8, 3)], -1, True),
+    ([empty(1, 4, 8, 8)], 0, True),
+    ([empty(1, 4, 8, 8), empty(1, 4, 7, 8)], 1, False),  # do not fit: torch says so
+    ([empty(1, 4, 8, 8), empty(1, 4, 8, 8, dtype=torch.float64)], 1, False),  # promotes
+    ([empty(1, 8, 4, 4, permute=(0, 2, 3, 1)), empty(1, 4, 4, 8)], 3, False),  # its layout
+])
+def test_cat_shapes_are_torchs_or_left_to_torch(tensors, dim, applies):
+    from rfviz.tracing.shapes import _cat_output
+
+    ours = _cat_output((tensors, dim), {})
+    if applies:
+        assert (ours.shape, ours.dtype, ours.stride()) == meta_result(torch.cat, tensors, dim)
+    else:
+        assert ours is None
+
+
 def test_a_view_after_a_transpose_and_contiguous_still_traces():
     # shufflenet's channel shuffle: the strides of contiguous() decide whether view() works
     model = torchvision.models.shufflenet_v2_x0_5(weights=None)
