@@ -21,7 +21,7 @@ import torch.fx
 from torch import nn
 
 from .field import Field, ReceptiveField
-from .tracing import _trace
+from .tracing import _trace, _Tracer
 
 __all__ = ["MeasuredField", "effective_field", "measured_field", "truncate"]
 
@@ -80,7 +80,7 @@ def truncate(model: nn.Module, layer: str | None, input_size
     # The GraphModule shares the model's modules (tracing changes nothing in the model); once
     # cut, it keeps only those it calls, and only they are copied to float64: a third of the
     # whole model for ResNet-50 cut at layer3.
-    cut = torch.fx.GraphModule(model, torch.fx.Tracer().trace(model))
+    cut = torch.fx.GraphModule(model, _Tracer().trace(model))  # the trace's nodes, afresh
     graph = cut.graph
     target = next(node for node in graph.nodes if node.name == row.node)
     for node in list(graph.nodes):

@@ -244,6 +244,31 @@ def test_same_padding_depends_on_the_input_size():
     assert paddings == {32: (0, 0), 33: (3, 3)}
 
 
+def test_same_pads_are_right_after_a_size_they_cannot_be_set_for():
+    from timm.layers.conv2d_same import Conv2dSame
+
+    class Net(nn.Module):  # a plain 7 × 7 between two SAME convolutions: 9 px is too small
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = Conv2dSame(3, 4, 3, stride=2), nn.Conv2d(4, 4, 7)
+            self.c = Conv2dSame(4, 4, 3, stride=2)
+
+        def forward(self, x):
+            return self.c(self.b(self.a(x)))
+
+    torch.manual_seed(0)
+    net = Net().eval().double()
+    frozen = copy.deepcopy(net)
+    same.freeze_same(frozen)
+    same.pad_for(frozen, (40, 40))
+    with pytest.raises(ValueError, match="too small"):
+        same.pad_for(frozen, (9, 9))
+    same.pad_for(frozen, (40, 40))  # set again, not taken as set
+    x = torch.randn(1, 3, 40, 40, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(frozen(x), net(x))
+
+
 def test_the_command_writes_and_merges(tmp_path, capsys):
     assert main(["atlas", "--only", "resnet18", "--out", str(tmp_path)]) == 0
     assert "5 rows of 1 network ->" in capsys.readouterr().out

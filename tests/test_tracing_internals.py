@@ -79,6 +79,17 @@ def test_timms_norm_and_activation_as_one_op_give_the_fields_traced_into_it(name
         assert str(whole[path].field) == str(traced_into[path].field), path
 
 
+def test_a_norm_and_activation_as_one_op_is_measured_where_it_was_traced():
+    from rfviz.probe import measured_field
+
+    norm_act = pytest.importorskip("timm.layers.norm_act")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), norm_act.BatchNormAct2d(4, act_layer=nn.ReLU),
+                          nn.Conv2d(4, 4, 3)).eval()
+    assert trace(model, 16)["1"].op == "BatchNormAct2d"
+    assert measured_field(model, "1", (16, 16)).field.size == (3, 3)  # cut at that op
+
+
 def test_a_norm_with_a_child_rfviz_does_not_know_is_traced_into():
     norm_act = pytest.importorskip("timm.layers.norm_act")
     norm = norm_act.BatchNormAct2d(4, act_layer=nn.ReLU)
@@ -180,11 +191,22 @@ def test_multihead_attention_shapes_are_torchs(batch_first, need_weights, averag
     kwargs = {"average_attn_weights": average}
     if need_weights is not None:
         kwargs["need_weights"] = need_weights
-    shapes = [None if t is None else t.shape for t in module(query, key, key, **kwargs)]
+    def laid_out(results):
+        return [None if t is None else (t.shape, t.stride()) for t in results]
+
     ours = _attention_output(module, (query, key, key), kwargs)
-    assert [None if t is None else t.shape for t in ours] == shapes
+    assert laid_out(ours) == laid_out(module(query, key, key, **kwargs))
     mask = torch.zeros(5, 7, dtype=torch.bool, device="meta")  # masks: torch answers
     assert _attention_output(module, (query, key, key), {"attn_mask": mask}) is None
+
+
+@pytest.mark.parametrize("extra", [{"add_bias_kv": True}, {"add_zero_attn": True}])
+def test_multihead_attention_with_longer_keys_is_left_to_torch(extra):
+    from rfviz.tracing.shapes import _attention_output
+
+    module = nn.MultiheadAttention(8, 2, batch_first=True, **extra).to("meta").eval()
+    query = torch.empty((3, 5, 8), device="meta")
+    assert _attention_output(module, (query, query, query), {}) is None
 
 
 @pytest.mark.parametrize("v2", [False, True])
@@ -208,6 +230,9 @@ def test_window_attention_shapes_are_torchs(v2, size, monkeypatch):
     (args, kwargs), = captured
     assert _window_attention_output(args, kwargs).shape == expected
     assert _window_attention_output((x[0],) + args[1:], kwargs) is None  # 3-D: torch answers
+    wrong_bias = args[3][:, :1]  # one head's bias for two heads
+    assert _window_attention_output((*args[:3], wrong_bias, *args[4:]), kwargs) is None
+    assert _window_attention_output(args[:5] + (3,) + args[6:], kwargs) is None  # 3 ∤ 16
 
 
 def meta_result(function, *args, **kwargs):
@@ -231,6 +256,7 @@ def empty(*shape, dtype=torch.float32, permute=None):
     ((empty(2, 5, 8, dtype=torch.float64), (8,), empty(8), empty(8)), False),  # other dtypes
     ((empty(2, 5, 8), (5,), None, None), False),  # not the last dims: torch refuses
     ((empty(2, 5, 8), (8,), empty(7), None), False),
+    ((empty(2, 5, 8), 8, None, None), False),  # a bare int: torch refuses
 ])
 def test_layer_norm_shapes_are_torchs_or_left_to_torch(args, applies):
     from rfviz.tracing.shapes import _layer_norm_output
@@ -249,15 +275,57 @@ def test_layer_norm_shapes_are_torchs_or_left_to_torch(args, applies):
     ([empty(1, 4, 8, 8), empty(1, 4, 7, 8)], 1, False),  # do not fit: torch says so
     ([empty(1, 4, 8, 8), empty(1, 4, 8, 8, dtype=torch.float64)], 1, False),  # promotes
     ([empty(1, 8, 4, 4, permute=(0, 2, 3, 1)), empty(1, 4, 4, 8)], 3, False),  # its layout
+    ([empty(2, 1, 4, 4, permute=(0, 3, 1, 2))] * 2, 1, False),  # channels last, "contiguous"
+    ([empty(1, 4, 8)] * 2, 3, False),  # out of range: torch raises
+    ([empty(1, 4, 8)] * 2, True, False),
 ])
 def test_cat_shapes_are_torchs_or_left_to_torch(tensors, dim, applies):
     from rfviz.tracing.shapes import _cat_output
 
     ours = _cat_output((tensors, dim), {})
+    assert _cat_output((tensors,), {"axis": dim}) is None  # torch's other name: left to it
     if applies:
         assert (ours.shape, ours.dtype, ours.stride()) == meta_result(torch.cat, tensors, dim)
     else:
         assert ours is None
+
+
+def test_a_concatenation_keeps_a_channels_last_layout_as_torch_does():
+    class Last(nn.Module):  # (1, 1, H, W) computed channels last: "contiguous" both ways
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 1)
+
+        def forward(self, x):
+            y = self.fc(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            return torch.cat([y, y], 1).permute(0, 2, 3, 1).view(1, -1)  # torch: its layout
+
+    expected = Last()(torch.zeros(1, 3, 18, 18)).shape
+    assert trace(Last(), 18).rows[-1].shape == expected[1:]
+
+
+def test_an_in_place_op_on_a_parameter_of_a_meta_model_changes_nothing():
+    class Clamped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.scale = nn.Parameter(torch.ones(8, 1, 1))
+
+        def forward(self, x):
+            with torch.no_grad():
+                self.scale.clamp_(max=10.0)
+            return self.conv(x) * self.scale
+
+    model = Clamped().to("meta")
+    assert trace(model, 16).rows[-1].shape == (8, 14, 14)
+    assert model.scale.requires_grad and model.scale.shape == (8, 1, 1)
+
+
+def test_a_batch_norm_that_does_not_fit_is_refused_as_torch_refuses():
+    norm_act = pytest.importorskip("timm.layers.norm_act")
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), norm_act.BatchNormAct2d(5, act_layer=nn.ReLU))
+    with pytest.raises(ValueError, match="running_mean should contain 8 elements"):
+        trace(model.eval(), 16)
 
 
 def test_a_view_after_a_transpose_and_contiguous_still_traces():

@@ -234,16 +234,16 @@ def smallest_input(model: nn.Module, base: tuple[int, ...], default: tuple[int, 
         return (*base[:-2], n, n)
 
     def too_small(n: int) -> bool:
-        pad_for(model, at(n))
         try:
+            pad_for(model, at(n))
             _shapes(model, at(n))
         except ValueError as error:
             return "input_size is too small" in str(error)
         return False
 
     def accepted(n: int) -> bool:
-        pad_for(model, at(n))
         try:
+            pad_for(model, at(n))
             _shapes(model, at(n))  # a size whose shapes are refused is not traced
             traced(model, at(n))
         except ValueError:

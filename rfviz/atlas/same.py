@@ -84,6 +84,8 @@ def pad_for(model: nn.Module, input_size: tuple[int, ...]) -> None:
                 two(getattr(op, "dilation", 1))))
         return set_pad
 
+    for module in frozen:  # until every pad is set, none counts as set for any size
+        module.padded_for = None
     hooks = [m.pad.register_forward_pre_hook(setter(m)) for m in frozen]
     try:
         _propagated(model, _graph(model), input_shape(model, input_size))

@@ -136,9 +136,11 @@ class MetaShapeProp(torch.fx.Interpreter):
 
     def get_attr(self, target, args, kwargs):
         value = super().get_attr(target, args, kwargs)
-        if not isinstance(value, torch.Tensor) or value.is_meta:  # the atlas's: on meta
-            return value  # (timm's BatchNormAct2d reads four per call: a copy each cost 40 µs)
-        return torch.empty_like(value, device="meta")
+        if not isinstance(value, torch.Tensor):
+            return value
+        if value.is_meta:  # the atlas's: a new tensor object, so that an in-place op in
+            return value.detach()  # forward changes nothing of the model's (0.5 µs; a copy,
+        return torch.empty_like(value, device="meta")  # 40: BatchNormAct2d reads four)
 
     def call_function(self, target, args, kwargs):
         result = broadcast(target in MERGING_FUNCTIONS, args, kwargs)
@@ -161,7 +163,8 @@ class MetaShapeProp(torch.fx.Interpreter):
     def call_module(self, target, args, kwargs):
         module = self.submodules[target]  # fetch_attr would walk the dotted path each time
         x = args[0]
-        if isinstance(module, ELEMENTWISE_MODULES) and not kwargs and len(args) == 1:
+        if (isinstance(module, ELEMENTWISE_MODULES) and not kwargs and len(args) == 1
+                and _fits_norm(module, x)):
             return x
         if isinstance(module, nn.MultiheadAttention):
             result = _attention_output(module, args, kwargs)
@@ -182,10 +185,14 @@ class MetaShapeProp(torch.fx.Interpreter):
 def _attention_output(module: nn.MultiheadAttention, args, kwargs) -> tuple | None:
     """``MultiheadAttention(query, key, value)``'s (output, weights) for batched floating
     inputs of the module's dtype with no mask: the output as the query with ``embed_dim``
-    channels, the weights (N, L, S) averaged over heads or (N, heads, L, S), or None if not
-    asked for. None where that shortcut does not apply (the module runs on meta: ~2 ms)."""
+    channels (laid out as torch does), the weights (N, L, S) averaged over heads or
+    (N, heads, L, S), or None if not asked for. None where that shortcut does not apply (the
+    module runs on meta: ~2 ms), keys made longer by ``add_bias_kv`` or ``add_zero_attn``
+    among them."""
     names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
              "average_attn_weights", "is_causal")
+    if module.bias_k is not None or module.add_zero_attn:  # keys one or two longer
+        return None
     given = {**dict(zip(names, args, strict=False)), **kwargs}
     query, key, value = (given.get(name) for name in names[:3])
     tensors = (query, key, value)
@@ -200,7 +207,9 @@ def _attention_output(module: nn.MultiheadAttention, args, kwargs) -> tuple | No
             or query.shape[batch] != key.shape[batch]):
         return None
     n, length, source = query.shape[batch], query.shape[sequence], key.shape[sequence]
-    output = torch.empty(query.shape, device="meta", dtype=query.dtype)
+    # torch computes (L, N, E) and gives batch_first's (N, L, E) as its transposed view
+    output = torch.empty((length, n, module.embed_dim), device="meta", dtype=query.dtype)
+    output = output.transpose(0, 1) if module.batch_first else output
     if not given.get("need_weights", True):
         return output, None
     heads = () if given.get("average_attn_weights", True) else (module.num_heads,)
@@ -215,9 +224,11 @@ def _layer_norm_output(args, kwargs) -> torch.Tensor | None:
     names = ("input", "normalized_shape", "weight", "bias")
     x, normalized, *weights = ({**dict(zip(names, args, strict=False)), **kwargs}.get(n)
                                for n in names)
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        return None
-    normalized = tuple(normalized) if isinstance(normalized, tuple | list) else (normalized,)
+    if (not isinstance(x, torch.Tensor) or not x.is_floating_point()
+            or not isinstance(normalized, tuple | list)
+            or not all(type(n) is int for n in normalized)):
+        return None  # torch refuses a bare int
+    normalized = tuple(normalized)
     if not normalized or tuple(x.shape[x.dim() - len(normalized):]) != normalized or any(
             w is not None and (not isinstance(w, torch.Tensor) or tuple(w.shape) != normalized
                                or w.dtype != x.dtype) for w in weights):
@@ -226,16 +237,19 @@ def _layer_norm_output(args, kwargs) -> torch.Tensor | None:
 
 
 def _cat_output(args, kwargs) -> torch.Tensor | None:
-    """``torch.cat(tensors, dim)`` of contiguous floating tensors of one dtype and rank that
-    agree but along ``dim``: their shape, ``dim`` summed (DenseNet concatenates at every
-    layer: ~0.25 ms each on meta); None otherwise (torch says what is wrong)."""
+    """``torch.cat(tensors, dim)`` of floating tensors of one dtype and rank, each laid out
+    plainly (:func:`_plain`), that agree but along ``dim``: their shape, ``dim`` summed (DenseNet
+    concatenates at every layer: ~0.25 ms each on meta); None otherwise, ``axis=`` or ``out=``
+    among them (torch says what is wrong, or lays the result out its own way)."""
+    if set(kwargs) - {"tensors", "dim"} or len(args) > 2:
+        return None
     tensors = kwargs.get("tensors", args[0] if args else None)
     dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
-    if (not isinstance(tensors, tuple | list) or not tensors or not isinstance(dim, int)
-            or not all(isinstance(t, torch.Tensor) and t.is_contiguous() for t in tensors)):
+    if (not isinstance(tensors, tuple | list) or not tensors or type(dim) is not int
+            or not all(isinstance(t, torch.Tensor) and _plain(t) for t in tensors)):
         return None
     first = tensors[0]
-    if (not first.is_floating_point() or first.dim() == 0
+    if (not first.is_floating_point() or not -first.dim() <= dim < first.dim()
             or any(t.dtype != first.dtype or t.dim() != first.dim() for t in tensors)):
         return None
     dim %= first.dim()
@@ -247,20 +261,61 @@ def _cat_output(args, kwargs) -> torch.Tensor | None:
     return torch.empty(shape, device="meta", dtype=first.dtype)
 
 
+def _plain(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s strides are exactly those ``torch.empty`` gives its shape (a
+    (N, 1, H, W) map laid out channels last is "contiguous" too, but torch keeps its layout
+    in what it computes from it)."""
+    stride, expected = 1, []
+    for n in reversed(tensor.shape):
+        expected.append(stride)
+        stride *= n
+    return tensor.stride() == tuple(reversed(expected))
+
+
 def _window_attention_output(args, kwargs) -> torch.Tensor | None:
-    """torchvision's ``shifted_window_attention(x, qkv_weight, proj_weight, …)``: (B, H, W, C)
-    in, the same out (it pads to whole windows and crops back), where the weights fit C and
-    the dtype; None otherwise (torch says what is wrong). On meta its ~60 ops cost ~4 ms a
-    block, and the smallest-input search runs Swin-V2 at a dozen sizes."""
-    names = ("input", "qkv_weight", "proj_weight")
-    x, qkv, proj = ({**dict(zip(names, args, strict=False)), **kwargs}.get(n) for n in names)
-    if not all(isinstance(t, torch.Tensor) for t in (x, qkv, proj)) or x.dim() != 4:
+    """torchvision's ``shifted_window_attention(x, qkv_weight, proj_weight,
+    relative_position_bias, window_size, num_heads, …)``: (B, H, W, C) in, the same out (it
+    pads to whole windows and crops back, contiguous), where every weight fits C, the heads
+    and the window, in x's dtype; None otherwise (torch says what is wrong). On meta its ~60
+    ops cost ~4 ms a block, and the smallest-input search runs Swin-V2 at a dozen sizes."""
+    names = ("input", "qkv_weight", "proj_weight", "relative_position_bias", "window_size",
+             "num_heads", "shift_size", "attention_dropout", "dropout", "qkv_bias",
+             "proj_bias", "logit_scale", "training")
+    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    x, heads, window = given.get("input"), given.get("num_heads"), given.get("window_size")
+    if (set(given) - set(names) or not isinstance(x, torch.Tensor) or x.dim() != 4
+            or not x.is_floating_point() or 0 in x.shape or type(heads) is not int
+            or heads < 1 or not isinstance(window, tuple | list) or len(window) != 2):
         return None
-    channels = x.shape[-1]
-    if (not x.is_floating_point() or qkv.dtype != x.dtype or proj.dtype != x.dtype
-            or qkv.shape != (3 * channels, channels) or proj.shape != (channels, channels)):
+    channels, tokens = x.shape[-1], window[0] * window[1]
+    shapes = {"qkv_weight": (3 * channels, channels), "proj_weight": (channels, channels),
+              "relative_position_bias": (1, heads, tokens, tokens),
+              "qkv_bias": (3 * channels,), "proj_bias": (channels,),
+              "logit_scale": (heads, 1, 1)}
+    for name, shape in shapes.items():
+        tensor = given.get(name)
+        if tensor is None and name in ("qkv_bias", "proj_bias", "logit_scale"):
+            continue
+        if (not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape
+                or tensor.dtype != x.dtype):
+            return None
+    if channels % heads:
         return None
     return torch.empty(x.shape, device="meta", dtype=x.dtype)
+
+
+def _fits_norm(module: nn.Module, x) -> bool:
+    """True unless ``module`` is a batch norm that ``x`` does not fit (its rank, or its
+    channels): then torch runs it, and says so."""
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return True
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[1] != module.num_features:
+        return False
+    try:
+        module._check_input_dim(x)
+    except ValueError:
+        return False
+    return True
 
 
 def _same_dtype(module: nn.Module, dtype: torch.dtype) -> bool:
@@ -319,7 +374,7 @@ def same_shape(target, args, kwargs) -> torch.Tensor | None:
     decides): other tensors among the arguments, a method with arguments, a tensor laid out
     otherwise (its strides decide whether a later ``view`` works)."""
     x = args[0] if args else None
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or not x.is_contiguous():
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or not _plain(x):
         return None
     rest = (*args[1:], *kwargs.values())
     if target is F.batch_norm:
