@@ -327,9 +327,7 @@ def attention(step: Step) -> Op | CannotFollow:
     causal order: unknown."""
     masked = (_given(step.argument(3, "attn_mask")) is not None
               or bool(_given(step.argument(5, "is_causal"))))
-    sequence = step.ndim - 2
-    return attends(step, [step.value_of(step.argument(i, name))
-                          for i, name in ((1, "key"), (2, "value"))], sequence, masked)
+    return attends(step, step.ndim - 2, masked)
 
 
 def multihead_attention(step: Step) -> Op | CannotFollow:
@@ -337,15 +335,14 @@ def multihead_attention(step: Step) -> Op | CannotFollow:
     :func:`attention`, along its sequence dim (1 if ``batch_first``, else 0)."""
     masked = any(_given(step.argument(i, name)) not in (None, False) for i, name in (
         (3, "key_padding_mask"), (5, "attn_mask"), (7, "is_causal")))
-    sequence = 1 if step.module.batch_first else 0
-    return attends(step, [step.value_of(step.argument(i, name))
-                          for i, name in ((1, "key"), (2, "value"))], sequence, masked)
+    return attends(step, 1 if step.module.batch_first else 0, masked)
 
 
-def attends(step: Step, keys: list[Value | None], sequence: int, masked: bool,
-            ) -> Op | CannotFollow:
-    """Attention whose keys and values are ``keys``, along tensor dim ``sequence``: global
-    where they are the image's tokens along that dim (or global already), unknown otherwise."""
+def attends(step: Step, sequence: int, masked: bool) -> Op | CannotFollow:
+    """Attention over tensor dim ``sequence`` whose keys and values are the call's second and
+    third arguments (``key``, ``value``, as both functions name them): global where they are
+    the image's tokens along that dim (or global already), unknown otherwise."""
+    keys = [step.value_of(step.argument(i, name)) for i, name in ((1, "key"), (2, "value"))]
     if any(key is None for key in keys):
         return step.cannot("keys or values not computed from the input")
     unknown = next((key.field for key in keys if key.field.unknown), None)

@@ -146,12 +146,8 @@ class MetaShapeProp(torch.fx.Interpreter):
         result = broadcast(target in MERGING_FUNCTIONS, args, kwargs)
         if result is None:
             result = same_shape(target, args, kwargs)
-        if result is None and target is shifted_window_attention:
-            result = _window_attention_output(args, kwargs)
-        if result is None and target is F.layer_norm:
-            result = _layer_norm_output(args, kwargs)
-        if result is None and target is torch.cat:
-            result = _cat_output(args, kwargs)
+        if result is None and target in _FUNCTION_OUTPUTS:
+            result = _FUNCTION_OUTPUTS[target](args, kwargs)
         return super().call_function(target, args, kwargs) if result is None else result
 
     def call_method(self, target, args, kwargs):
@@ -182,6 +178,11 @@ class MetaShapeProp(torch.fx.Interpreter):
             raise ShapeError(message, too_small=_fits_larger(copy_, args, kwargs)) from None
 
 
+def _by_name(names: tuple[str, ...], args, kwargs) -> dict:
+    """A call's arguments by parameter name (``names`` in order), positional or given by name."""
+    return {**dict(zip(names, args, strict=False)), **kwargs}
+
+
 def _attention_output(module: nn.MultiheadAttention, args, kwargs) -> tuple | None:
     """``MultiheadAttention(query, key, value)``'s (output, weights) for batched floating
     inputs of the module's dtype with no mask: the output as the query with ``embed_dim``
@@ -193,7 +194,7 @@ def _attention_output(module: nn.MultiheadAttention, args, kwargs) -> tuple | No
              "average_attn_weights", "is_causal")
     if module.bias_k is not None or module.add_zero_attn:  # keys one or two longer
         return None
-    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    given = _by_name(names, args, kwargs)
     query, key, value = (given.get(name) for name in names[:3])
     tensors = (query, key, value)
     if (set(given) - set(names) or given.get("key_padding_mask") is not None
@@ -222,8 +223,7 @@ def _layer_norm_output(args, kwargs) -> torch.Tensor | None:
     last dims and the weights fit it (timm's LayerNorm2d calls it on a permuted map: ~1 ms
     each on meta); None otherwise (torch says what is wrong)."""
     names = ("input", "normalized_shape", "weight", "bias")
-    x, normalized, *weights = ({**dict(zip(names, args, strict=False)), **kwargs}.get(n)
-                               for n in names)
+    x, normalized, *weights = (_by_name(names, args, kwargs).get(n) for n in names)
     if (not isinstance(x, torch.Tensor) or not x.is_floating_point()
             or not isinstance(normalized, tuple | list)
             or not all(type(n) is int for n in normalized)):
@@ -281,7 +281,7 @@ def _window_attention_output(args, kwargs) -> torch.Tensor | None:
     names = ("input", "qkv_weight", "proj_weight", "relative_position_bias", "window_size",
              "num_heads", "shift_size", "attention_dropout", "dropout", "qkv_bias",
              "proj_bias", "logit_scale", "training")
-    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    given = _by_name(names, args, kwargs)
     x, heads, window = given.get("input"), given.get("num_heads"), given.get("window_size")
     if (set(given) - set(names) or not isinstance(x, torch.Tensor) or x.dim() != 4
             or not x.is_floating_point() or 0 in x.shape or type(heads) is not int
@@ -302,6 +302,11 @@ def _window_attention_output(args, kwargs) -> torch.Tensor | None:
     if channels % heads:
         return None
     return torch.empty(x.shape, device="meta", dtype=x.dtype)
+
+
+# Functions whose output shape comes from their arguments (each None where it does not apply).
+_FUNCTION_OUTPUTS = {shifted_window_attention: _window_attention_output,
+                     F.layer_norm: _layer_norm_output, torch.cat: _cat_output}
 
 
 def _fits_norm(module: nn.Module, x) -> bool:
