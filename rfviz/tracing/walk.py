@@ -119,10 +119,7 @@ class Walk:
             step = Step(node, module, self.name.op(node), self.name(node),
                         tuple(self.values[a] for a in sources), shape_of(source),
                         shape_of(source), sources)
-            result = multihead_attention(step)
-            if isinstance(result, CannotFollow):
-                self.problems.append((len(self.rows), result))
-                result = Op(Field.unknown_after(result), step.value.dims)
+            result = self._said(step, multihead_attention(step))
             self.values[node] = Value(result.field, result.dims)
             return
         problem = CannotFollow(self.name.op(node), "it gives several tensors (a tuple) and "
@@ -150,6 +147,15 @@ class Walk:
             value = Value(value.field, tuple(d - (d > dim) for d in value.dims), value.grid)
         self.values[node] = value
 
+    def _said(self, step: Step, result: Op | CannotFollow) -> Op:
+        """A rule's result; where it cannot follow the op, the problem is recorded (said once
+        in the warnings) and the field after it is unknown: never a guess."""
+        if not isinstance(result, CannotFollow):
+            return result
+        self.problems.append((len(self.rows), result))
+        same_rank = len(step.in_shape) == len(step.out_shape)
+        return Op(Field.unknown_after(result), step.value.dims if same_rank else None)
+
     def _input_shape(self, node) -> tuple[int, ...]:
         first = next(a for a in node.all_input_nodes if a in self.values)
         shape = shape_of(first)
@@ -169,10 +175,7 @@ class Walk:
                                  "flattened into one)")
         else:
             result = rule(step) if rule else step.cannot("rfviz has no rule for it")
-        if isinstance(result, CannotFollow):  # say so, never guess
-            self.problems.append((len(self.rows), result))
-            same_rank = len(step.in_shape) == len(step.out_shape)
-            result = Op(Field.unknown_after(result), step.value.dims if same_rank else None)
+        result = self._said(step, result)
         self.values[node] = Value(result.field, result.dims,
                                   result.grid if tokens(result.dims) else None)
         self.rows.append(LayerRow(
